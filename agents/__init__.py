@@ -1,0 +1,1 @@
+"""Meta-learners (imported as ``metarl.agents``)."""

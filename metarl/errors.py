@@ -1,0 +1,26 @@
+"""Exceptions with messages that say what to do next."""
+
+from __future__ import annotations
+
+
+class MetaRLError(Exception):
+    """Base class for every error metarl raises on bad input."""
+
+
+class UnknownFamilyError(MetaRLError, KeyError):
+    """A family id that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class TaskError(MetaRLError, ValueError):
+    """A task that does not belong to its family's task space, or malformed task data."""
+
+
+class ConfigError(MetaRLError, ValueError):
+    """A malformed or unknown configuration entry."""
+
+
+class CheckpointError(MetaRLError, RuntimeError):
+    """A checkpoint that cannot be read, or that belongs to another run."""
