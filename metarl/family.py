@@ -152,10 +152,7 @@ class TaskFamily(ABC):
                 ) from None
             return self.validate(data)
         if isinstance(task, Mapping) and not isinstance(task, Task):
-            if set(task) == {"family", "params"}:
-                task = Task.from_dict(task)
-            else:
-                task = Task(self.id, dict(task))
+            task = Task.from_dict(task) if set(task) == {"family", "params"} else Task(self.id, dict(task))
         if not isinstance(task, Task):
             raise TaskError(f"{self.id}: expected a Task, dict or JSON string, got {type(task).__name__}")
         if task.family != self.id:
