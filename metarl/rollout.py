@@ -112,7 +112,11 @@ class StepContext:
     episode_start: torch.Tensor  # (N,) bool: first step of an episode
     trial_start: bool            # first step of the whole trial (reset recurrent state)
     active: torch.Tensor         # (N,) bool: the column's episode is still running
-    generator: torch.Generator   # seed action sampling from this, never the global RNG
+    generator: torch.Generator   # a seeded generator for anything beyond ``noise``
+    #: (N, D) uniform(0, 1) draws for this step, D = action size (1 for Discrete). Each task's
+    #: columns draw from that task's own stream, so splitting a batch into chunks (Ray actors)
+    #: gives the same actions: sample by inverse CDF, e.g. ``mean + std * ndtri(noise)``.
+    noise: torch.Tensor | None = None
 
 
 #: ``policy(obs (N, ...), ctx) -> (actions (N, ...), log_probs (N,))``.
@@ -179,6 +183,18 @@ class EpisodeBatch:
                             infos={k: v.to(device) for k, v in self.infos.items()})
 
 
+def _task_streams(seed: int, task_offset: int, n_tasks: int, per_task: int, episodes: int,
+                  steps: int, noise_dim: int) -> tuple[np.ndarray, torch.Tensor]:
+    """Per-task reset seeds ``(episodes, N)`` and uniform action noise ``(T, N, D)``."""
+    seeds, noise = [], []
+    for i in range(n_tasks):
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(task_offset + i,)))
+        seeds.append(rng.integers(0, 2**31 - 1, size=(episodes, per_task)))
+        noise.append(rng.random((steps, per_task, noise_dim), dtype=np.float32))
+    return (np.concatenate(seeds, axis=1),
+            torch.from_numpy(np.concatenate(noise, axis=1)))
+
+
 def make_engine(family: TaskFamily, num_envs: int, engine: str = "auto") -> BatchEngine:
     """``"auto"``: the family's fast engine when it has one, else the generic one."""
     if engine not in ("auto", "generic", "fast"):
@@ -215,8 +231,15 @@ class Sampler:
         episodes_per_trial: int = 1,
         horizon: int | None = None,
         seed: int = 0,
+        task_offset: int = 0,
     ) -> EpisodeBatch:
-        """Roll out ``policy`` on every task; see the module docstring for the layout."""
+        """Roll out ``policy`` on every task; see the module docstring for the layout.
+
+        Randomness is drawn per task: task ``i`` of this call uses the stream
+        ``SeedSequence(seed, spawn_key=(task_offset + i,))`` for its reset seeds and its
+        action noise. A batch split into chunks (``task_offset`` = the chunk's first index)
+        therefore reproduces the unsplit batch exactly.
+        """
         tasks = [self.family.validate(t) for t in tasks]
         horizon = int(horizon or self.family.horizon)
         n_tasks, per_task = len(tasks), int(episodes_per_task)
@@ -225,14 +248,14 @@ class Sampler:
         engine.set_tasks([tasks[j // per_task] for j in range(n)])
         task_index = torch.arange(n_tasks).repeat_interleave(per_task)
 
-        ss = np.random.SeedSequence(seed)
-        reset_seeds = ss.generate_state(n * episodes_per_trial, dtype=np.uint32).reshape(
-            episodes_per_trial, n)
-        generator = torch.Generator().manual_seed(int(ss.generate_state(1)[0]))
-
         obs_space, act_space = engine.single_observation_space, engine.single_action_space
         discrete = isinstance(act_space, gym.spaces.Discrete)
         T = episodes_per_trial * horizon
+        noise_dim = 1 if discrete else int(np.prod(act_space.shape))
+        reset_seeds, noise = _task_streams(seed, task_offset, n_tasks, per_task,
+                                           episodes_per_trial, T, noise_dim)
+        generator = torch.Generator().manual_seed(
+            int(np.random.SeedSequence(seed, spawn_key=(2**31 + task_offset,)).generate_state(1)[0]))
         obs_buf = torch.zeros((T, n, *obs_space.shape), dtype=torch.float32)
         act_buf = (torch.zeros((T, n), dtype=torch.int64) if discrete
                    else torch.zeros((T, n, *act_space.shape), dtype=torch.float32))
@@ -254,7 +277,8 @@ class Sampler:
                 ctx = StepContext(t=t, task_index=task_index, prev_action=prev_action,
                                   prev_reward=prev_reward,
                                   episode_start=torch.full((n,), step == 0),
-                                  trial_start=t == 0, active=active_t, generator=generator)
+                                  trial_start=t == 0, active=active_t, generator=generator,
+                                  noise=noise[t])
                 actions, log_probs = policy(obs, ctx)
                 actions_np = actions.detach().cpu().numpy()
                 next_obs, rewards, terminated, infos = engine.step(actions_np, active)
@@ -292,11 +316,15 @@ def random_policy(action_space: gym.Space) -> Policy:
     def act(obs: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
         n = obs.shape[0]
         if isinstance(action_space, gym.spaces.Discrete):
-            a = torch.randint(int(action_space.n), (n,), generator=ctx.generator)
+            u = ctx.noise[:, 0] if ctx.noise is not None else torch.rand(n, generator=ctx.generator)
+            a = torch.clamp((u * int(action_space.n)).long(), max=int(action_space.n) - 1)
             return a, torch.full((n,), -float(np.log(action_space.n)))
         low = torch.as_tensor(action_space.low, dtype=torch.float32)
         high = torch.as_tensor(action_space.high, dtype=torch.float32)
-        u = torch.rand((n, *action_space.shape), generator=ctx.generator)
+        if ctx.noise is not None:
+            u = ctx.noise.reshape(n, *action_space.shape)
+        else:
+            u = torch.rand((n, *action_space.shape), generator=ctx.generator)
         logp = -torch.log(high - low).sum().expand(n)
         return low + u * (high - low), logp
 
