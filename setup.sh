@@ -9,5 +9,5 @@ TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "$TORCH_SPEC"
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+.venv/bin/python -m pip install --quiet -e ".[dev,ray]"
 echo "metarl installed in .venv — activate with: source .venv/bin/activate"

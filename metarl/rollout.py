@@ -106,7 +106,9 @@ class StepContext:
     """What a policy sees besides the observation at one time step (all length N)."""
 
     t: int                       # row index in the batch (0 .. T-1)
-    task_index: torch.Tensor     # (N,) long: which task each column runs
+    task_index: torch.Tensor     # (N,) long: which task each column runs (index into the whole
+                                 # task batch: chunk-local index + task_offset, so per-task
+                                 # parameters are indexed the same way in every chunk)
     prev_action: torch.Tensor    # (N, *action_shape); zeros at the start of a trial
     prev_reward: torch.Tensor    # (N,); zeros at the start of a trial
     episode_start: torch.Tensor  # (N,) bool: first step of an episode
@@ -247,6 +249,7 @@ class Sampler:
         engine = self._engine_for(n)
         engine.set_tasks([tasks[j // per_task] for j in range(n)])
         task_index = torch.arange(n_tasks).repeat_interleave(per_task)
+        policy_task_index = task_index + task_offset
 
         obs_space, act_space = engine.single_observation_space, engine.single_action_space
         discrete = isinstance(act_space, gym.spaces.Discrete)
@@ -274,7 +277,7 @@ class Sampler:
             for step in range(horizon):
                 t = episode * horizon + step
                 active_t = torch.from_numpy(active.copy())
-                ctx = StepContext(t=t, task_index=task_index, prev_action=prev_action,
+                ctx = StepContext(t=t, task_index=policy_task_index, prev_action=prev_action,
                                   prev_reward=prev_reward,
                                   episode_start=torch.full((n,), step == 0),
                                   trial_start=t == 0, active=active_t, generator=generator,

@@ -61,6 +61,10 @@ class Task(Mapping[str, Any]):
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Task is immutable; make a new one with task.replace(...)")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle (Ray, multiprocessing) through the constructor: attributes are write-protected.
+        return (Task, (self._family, dict(self._params)))
+
     @property
     def family(self) -> str:
         """The id of the family this task belongs to, e.g. ``metarl/PointNav2D-v0``."""
