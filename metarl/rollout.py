@@ -16,7 +16,8 @@ C across threads); both must satisfy the :class:`BatchEngine` protocol.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -185,6 +186,25 @@ class EpisodeBatch:
                             infos={k: v.to(device) for k, v in self.infos.items()})
 
 
+@contextlib.contextmanager
+def single_torch_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread inside the block.
+
+    During rollouts the policy's forward pass is small (a batch of a few hundred rows),
+    while the engine's simulator threads need the cores: torch's spinning OpenMP workers
+    would compete with them (measured here: 5x fewer env-steps/s with 2 torch threads).
+    """
+    previous = torch.get_num_threads()
+    if previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _task_streams(seed: int, task_offset: int, n_tasks: int, per_task: int, episodes: int,
                   steps: int, noise_dim: int) -> tuple[np.ndarray, torch.Tensor]:
     """Per-task reset seeds ``(episodes, N)`` and uniform action noise ``(T, N, D)``."""
@@ -224,7 +244,6 @@ class Sampler:
             self._engine = make_engine(self.family, num_envs, self.engine_kind)
         return self._engine
 
-    @torch.no_grad()
     def sample(
         self,
         tasks: Sequence[Task],
@@ -242,9 +261,14 @@ class Sampler:
         action noise. A batch split into chunks (``task_offset`` = the chunk's first index)
         therefore reproduces the unsplit batch exactly.
         """
-        tasks = [self.family.validate(t) for t in tasks]
-        horizon = int(horizon or self.family.horizon)
-        n_tasks, per_task = len(tasks), int(episodes_per_task)
+        with torch.no_grad(), single_torch_thread():
+            return self._rollout([self.family.validate(t) for t in tasks], policy,
+                                 int(episodes_per_task), int(episodes_per_trial),
+                                 int(horizon or self.family.horizon), seed, task_offset)
+
+    def _rollout(self, tasks: list[Task], policy: Policy, per_task: int, episodes_per_trial: int,
+                 horizon: int, seed: int, task_offset: int) -> EpisodeBatch:
+        n_tasks = len(tasks)
         n = n_tasks * per_task
         engine = self._engine_for(n)
         engine.set_tasks([tasks[j // per_task] for j in range(n)])
