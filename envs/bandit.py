@@ -6,21 +6,25 @@ it learned from earlier pulls. The paper's settings are k ∈ {5, 10, 50} arms a
 n ∈ {10, 100, 500} pulls; the default is k = 5, n = 10 (``arms=``, ``pulls=``).
 
 Observation: the fraction of the trial elapsed, t / n (the arms have no state).
-Action: the arm to pull. Reward: a Bernoulli(p_arm) draw from the env's RNG.
+Action: the arm to pull. Reward: a Bernoulli(p_arm) draw. The step is one vectorized
+function (:meth:`Bandit.batch_step`) shared by the single env and the batch engine.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from metarl.family import MetaEnv, TaskFamily, TaskLike
+from metarl.family import MetaEnv, TaskLike
 from metarl.spaces import Uniform
+from metarl.table_engine import ArrayFamily, check_actions
+from metarl.task import Task
 
 
-class Bandit(TaskFamily):
+class Bandit(ArrayFamily):
     family_id = "metarl/Bandit-v0"
     varies = "reward"
     source = "RL² (Duan et al. 2016) §4.1, Table 1"
@@ -46,30 +50,53 @@ class Bandit(TaskFamily):
     def make_env(self, task: TaskLike | None = None, render_mode: str | None = None):
         return BanditEnv(self, task, render_mode)
 
+    # ---- the vectorized step (one definition for both runtimes) -----------------------
+    def spaces(self) -> tuple[gym.Space, gym.Space]:
+        return (gym.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32),
+                gym.spaces.Discrete(self.arms))
+
+    def task_arrays(self, tasks: Sequence[Task]) -> dict[str, np.ndarray]:
+        return {"probs": np.stack([np.asarray(t["probs"]) for t in tasks])}
+
+    def episode_draws(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {"u": rng.random(self.horizon)}
+
+    def initial_state(self, n: int) -> np.ndarray:
+        return np.zeros(n, dtype=np.int64)  # bandits have no state
+
+    def batch_step(self, tasks, state, t, actions, draws):
+        probs = tasks["probs"]
+        chosen = probs[np.arange(len(actions)), actions]
+        reward = (draws["u"] < chosen).astype(np.float64)
+        infos = {"expected_reward": chosen, "regret": probs.max(axis=1) - chosen}
+        return state, reward, infos
+
+    def observe(self, state: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return (t / self.horizon).astype(np.float32).reshape(-1, 1)
+
 
 class BanditEnv(MetaEnv):
     def __init__(self, family: Bandit, task: TaskLike | None = None,
                  render_mode: str | None = None) -> None:
-        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
-        self.action_space = gym.spaces.Discrete(family.arms)
+        self.observation_space, self.action_space = family.spaces()
         super().__init__(family, task, render_mode)
 
     def _apply_task(self, task) -> None:
-        self._probs = np.asarray(task["probs"])
-
-    def _obs(self) -> np.ndarray:
-        return np.array([self._elapsed / self.horizon], dtype=np.float32)
+        self._arrays = self.family.task_arrays([task])
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         self._begin_episode(seed, options)
-        return self._obs(), {}
+        self._draws = self.family.episode_draws(self.np_random)
+        return self.family.observe(np.zeros(1), np.zeros(1))[0], {}
 
     def step(self, action):
-        arm = int(action)
-        if not 0 <= arm < self.family.arms:
-            raise ValueError(f"arm {arm} out of range [0, {self.family.arms})")
-        reward = float(self.np_random.random() < self._probs[arm])
+        fam: Bandit = self.family
+        if self._elapsed >= self.horizon:
+            raise RuntimeError("the trial is over (all pulls used); call reset()")
+        actions = check_actions(self.action_space, np.asarray([action]))
+        t = np.array([self._elapsed])
+        draws = {k: v[t] for k, v in self._draws.items()}
+        _, reward, infos = fam.batch_step(self._arrays, np.zeros(1, np.int64), t, actions, draws)
         truncated = self._tick()
-        regret = float(self._probs.max() - self._probs[arm])
-        return self._obs(), reward, False, truncated, {"expected_reward": float(self._probs[arm]),
-                                                        "regret": regret}
+        obs = fam.observe(np.zeros(1), np.array([self._elapsed]))[0]
+        return obs, float(reward[0]), False, truncated, {k: float(v[0]) for k, v in infos.items()}

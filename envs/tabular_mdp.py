@@ -5,23 +5,28 @@ distributions P(·|s, a) ~ Dirichlet(1) (flat) and mean rewards μ(s, a) ~ N(1, 
 Rewards are drawn N(μ(s, a), 1). Episodes last T = 10 steps and always start in
 state 0; RL² runs n ∈ {10, 25, 50, 75, 100} episodes of one MDP per trial.
 
-Observation: the one-hot current state. Action: Discrete(|A|).
+Observation: the one-hot current state. Action: Discrete(|A|). The step is one
+vectorized function (:meth:`TabularMDP.batch_step`) shared by the single env and the
+batch engine.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from metarl.family import MetaEnv, TaskFamily, TaskLike
+from metarl.family import MetaEnv, TaskLike
 from metarl.spaces import Dirichlet, Normal
+from metarl.table_engine import ArrayFamily, check_actions
+from metarl.task import Task
 
 
-class TabularMDP(TaskFamily):
+class TabularMDP(ArrayFamily):
     family_id = "metarl/TabularMDP-v0"
-    varies = "reward"  # rewards and transitions both vary; listed as reward for the table
+    varies = "reward+dynamics"
     source = "RL² (Duan et al. 2016) §4.2, Table 2"
     description = "Random MDP, |S|=10, |A|=5, Dirichlet(1) transitions, N(1,1) mean rewards"
     horizon = 10
@@ -35,7 +40,6 @@ class TabularMDP(TaskFamily):
             "transitions": Dirichlet(1.0, self.n_states, batch_shape=(self.n_states, self.n_actions)),
             "reward_means": Normal(1.0, 1.0, shape=(self.n_states, self.n_actions)),
         }
-        self.varies = "reward+dynamics"
 
     def constants(self) -> dict[str, Any]:
         return {"horizon": self.horizon, "n_states": self.n_states, "n_actions": self.n_actions}
@@ -47,37 +51,61 @@ class TabularMDP(TaskFamily):
     def make_env(self, task: TaskLike | None = None, render_mode: str | None = None):
         return TabularMDPEnv(self, task, render_mode)
 
+    # ---- the vectorized step (one definition for both runtimes) -----------------------
+    def spaces(self) -> tuple[gym.Space, gym.Space]:
+        return (gym.spaces.Box(0.0, 1.0, shape=(self.n_states,), dtype=np.float32),
+                gym.spaces.Discrete(self.n_actions))
+
+    def task_arrays(self, tasks: Sequence[Task]) -> dict[str, np.ndarray]:
+        transitions = np.stack([np.asarray(t["transitions"]) for t in tasks])
+        return {"cdf": np.cumsum(transitions, axis=-1),
+                "reward_means": np.stack([np.asarray(t["reward_means"]) for t in tasks])}
+
+    def episode_draws(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {"u": rng.random(self.horizon), "z": rng.standard_normal(self.horizon)}
+
+    def initial_state(self, n: int) -> np.ndarray:
+        return np.zeros(n, dtype=np.int64)  # every episode starts in state 0
+
+    def batch_step(self, tasks, state, t, actions, draws):
+        rows = np.arange(len(state))
+        mean = tasks["reward_means"][rows, state, actions]
+        reward = mean + draws["z"]
+        # Inverse-CDF draw of the next state from P(.|s, a).
+        cdf = tasks["cdf"][rows, state, actions]
+        next_state = np.minimum((draws["u"][:, None] >= cdf).sum(axis=1), self.n_states - 1)
+        return next_state, reward, {"expected_reward": mean}
+
+    def observe(self, state: np.ndarray, t: np.ndarray) -> np.ndarray:
+        obs = np.zeros((len(state), self.n_states), dtype=np.float32)
+        obs[np.arange(len(state)), state] = 1.0
+        return obs
+
 
 class TabularMDPEnv(MetaEnv):
     def __init__(self, family: TabularMDP, task: TaskLike | None = None,
                  render_mode: str | None = None) -> None:
-        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(family.n_states,), dtype=np.float32)
-        self.action_space = gym.spaces.Discrete(family.n_actions)
-        self._state = 0
+        self.observation_space, self.action_space = family.spaces()
+        self._state = np.zeros(1, dtype=np.int64)
         super().__init__(family, task, render_mode)
 
     def _apply_task(self, task) -> None:
-        self._transitions = np.asarray(task["transitions"])
-        self._reward_means = np.asarray(task["reward_means"])
-
-    def _obs(self) -> np.ndarray:
-        obs = np.zeros(self.family.n_states, dtype=np.float32)
-        obs[self._state] = 1.0
-        return obs
+        self._arrays = self.family.task_arrays([task])
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         self._begin_episode(seed, options)
-        self._state = 0
-        return self._obs(), {"state": self._state}
+        self._draws = self.family.episode_draws(self.np_random)
+        self._state = self.family.initial_state(1)
+        return self.family.observe(self._state, np.zeros(1))[0], {"state": int(self._state[0])}
 
     def step(self, action):
-        a = int(action)
-        if not 0 <= a < self.family.n_actions:
-            raise ValueError(f"action {a} out of range [0, {self.family.n_actions})")
-        s = self._state
-        mean = self._reward_means[s, a]
-        reward = float(self.np_random.normal(mean, 1.0))
-        probs = self._transitions[s, a]
-        self._state = int(self.np_random.choice(self.family.n_states, p=probs / probs.sum()))
+        fam: TabularMDP = self.family
+        if self._elapsed >= self.horizon:
+            raise RuntimeError("the episode is over; call reset()")
+        actions = check_actions(self.action_space, np.asarray([action]))
+        t = np.array([self._elapsed])
+        draws = {k: v[t] for k, v in self._draws.items()}
+        self._state, reward, infos = fam.batch_step(self._arrays, self._state, t, actions, draws)
         truncated = self._tick()
-        return self._obs(), reward, False, truncated, {"state": self._state, "expected_reward": mean}
+        info = {"state": int(self._state[0]), "expected_reward": float(infos["expected_reward"][0])}
+        return fam.observe(self._state, t + 1)[0], float(reward[0]), False, truncated, info

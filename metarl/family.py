@@ -35,9 +35,8 @@ from metarl.task import Task
 
 TaskLike = Task | Mapping[str, Any] | str
 
-# Independent random streams for the two halves of a split, so that asking for
-# more train tasks never changes the test tasks.
-_TEST_STREAM, _TRAIN_STREAM = 0, 1
+# Tasks a family has checked and may return unchanged (bounded: cleared when full).
+_VALIDATED_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -89,6 +88,7 @@ class TaskFamily(ABC):
                 raise ValueError(f"horizon must be >= 1, got {horizon}")
             self.horizon = int(horizon)
         self.task_space = dict(self.task_space)
+        self._validated: set[Task] = set()
 
     # ---- constants ------------------------------------------------------------------
     def constants(self) -> dict[str, Any]:
@@ -141,6 +141,8 @@ class TaskFamily(ABC):
         """
         if task is None:
             return self.default_task()
+        if isinstance(task, Task) and task in self._validated:
+            return task  # already checked: samplers re-validate the same tasks every iteration
         if isinstance(task, str):
             text = task.strip()
             try:
@@ -181,7 +183,11 @@ class TaskFamily(ABC):
                     "family with a wider range"
                 )
             params[name] = value
-        return Task(self.id, params)
+        valid = Task(self.id, params)
+        if len(self._validated) >= _VALIDATED_CACHE_SIZE:
+            self._validated.clear()
+        self._validated.add(valid)
+        return valid
 
     def _example_params(self) -> dict[str, Any]:
         return self.default_task().to_dict()["params"]
