@@ -26,11 +26,20 @@ from metarl.task import Task, load_tasks, save_tasks
 
 __version__ = "0.1.0"
 
+
+def make_vec(family_id: str, num_envs: int = 1, tasks=None, engine: str = "auto", **family_kwargs):
+    """A task-batch ``gymnasium.vector.VectorEnv`` (see :mod:`metarl.vector`); imported
+    lazily so ``import metarl`` does not pull in torch."""
+    from metarl.vector import make_vec as _make_vec
+
+    return _make_vec(family_id, num_envs, tasks=tasks, engine=engine, **family_kwargs)
+
+
 __all__ = [
     "CheckpointError", "Choice", "ConfigError", "Dirichlet", "LogUniform", "MetaEnv",
     "MetaRLError", "Normal", "ParamSpace", "Task", "TaskError", "TaskFamily", "TaskSplit",
     "Uniform", "UniformDisk", "UnknownFamilyError", "family_ids", "load_plugins",
-    "load_tasks", "make_family", "register", "save_tasks", "unregister",
+    "load_tasks", "make_family", "make_vec", "register", "save_tasks", "unregister",
 ]
 
 # Built-in families register themselves on import; installed plugins after them.

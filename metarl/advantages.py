@@ -90,16 +90,20 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
 
 
 def normalize_per_task(x: torch.Tensor, mask: torch.Tensor, task_index: torch.Tensor,
-                       num_tasks: int | None = None, eps: float = 1e-8) -> torch.Tensor:
+                       num_tasks: int | None = None, eps: float = 1e-8,
+                       weights: torch.Tensor | None = None) -> torch.Tensor:
     """Standardize ``x`` (T, N) to zero mean, unit std over the real steps of each task
-    (pytorch-maml-rl normalizes the inner-loop advantages this way)."""
+    (pytorch-maml-rl normalizes the advantages this way). ``weights`` (T, N) weight the
+    steps in the mean and variance (default: the mask, every real step alike;
+    ``mask / episode length``: every episode alike, as pytorch-maml-rl)."""
     B = int(num_tasks if num_tasks is not None else int(task_index.max()) + 1)
     mask = mask.to(x.dtype)
+    w = mask if weights is None else weights.to(x.dtype) * mask
     onehot = torch.nn.functional.one_hot(task_index, B).to(x.dtype)  # (N, B)
-    count = (mask @ onehot).sum(0).clamp_min(1.0)                     # (B,)
-    mean = ((x * mask) @ onehot).sum(0) / count
+    total = (w @ onehot).sum(0).clamp_min(1e-12)                      # (B,)
+    mean = ((x * w) @ onehot).sum(0) / total
     centred = (x - mean[task_index]) * mask
-    var = ((centred ** 2) @ onehot).sum(0) / count
+    var = ((centred ** 2 * w) @ onehot).sum(0) / total
     return centred / (var.sqrt()[task_index] + eps)
 
 
@@ -110,8 +114,9 @@ class LinearFeatureBaseline:
     with ``o`` the observation clipped to ±10 and ``t = step / 100`` the time within
     the episode. All tasks are fitted at once: one batched normal-equation solve
     ``(XᵀX + cI) w = Xᵀ G`` over tasks with ``torch.linalg``. When a task's system is
-    singular or gives non-finite weights the ridge ``c`` is raised tenfold for that task,
-    up to 5 times (pytorch-maml-rl's fallback).
+    singular or gives non-finite weights the ridge ``c`` is raised tenfold for that task
+    (from 1e-8 when it is 0), up to 5 tries (pytorch-maml-rl's fallback);
+    :class:`FloatingPointError` after that (non-finite data).
     """
 
     def __init__(self, reg_coeff: float = 1e-5, max_tries: int = 5) -> None:
@@ -150,6 +155,7 @@ class LinearFeatureBaseline:
         todo = torch.ones(B, dtype=torch.bool, device=X.device)
         reg = self.reg_coeff
         for _ in range(self.max_tries):
+            used = reg
             A = XtX[todo] + reg * eye
             L, info = torch.linalg.cholesky_ex(A)
             ok = info == 0
@@ -162,11 +168,11 @@ class LinearFeatureBaseline:
             todo[idx[ok]] = False
             if not todo.any():
                 break
-            reg *= 10
+            reg = reg * 10 if reg > 0 else 1e-8
         if todo.any():
             raise FloatingPointError(
                 f"linear baseline: normal equations singular for {int(todo.sum())} task(s) even "
-                f"with ridge {reg / 10:g}; the observations contain NaN/inf or are degenerate")
+                f"with ridge {used:g}; the observations or returns contain NaN/inf")
         self.weights = weights
         return self
 

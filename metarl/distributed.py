@@ -49,7 +49,7 @@ class _Worker:
     def __init__(self, family_id: str, family_kwargs: dict[str, Any], imports: list[str],
                  engine: str, threads: int) -> None:
         torch.set_num_threads(threads)
-        os.environ.setdefault("METARL_ENGINE_THREADS", str(threads))
+        os.environ["METARL_ENGINE_THREADS"] = str(threads)
         import_family_modules(imports)
         self.sampler = Sampler(make_family(family_id, **family_kwargs), engine=engine)
 
@@ -106,7 +106,8 @@ class RaySampler:
 
     def __init__(self, family: TaskFamily, workers: int = 2, address: str | None = None,
                  family_kwargs: dict[str, Any] | None = None, imports: Sequence[str] = (),
-                 engine: str = "auto", threads_per_worker: int = 1, max_retries: int = 3) -> None:
+                 engine: str = "auto", threads_per_worker: int = 1, max_retries: int = 3,
+                 ready_timeout_s: float = 120.0) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.ray = _require_ray()
@@ -134,6 +135,15 @@ class RaySampler:
         self._remote_cls = self.ray.remote(num_cpus=int(threads_per_worker))(_Worker)
         self.actors = [self._new_actor() for _ in range(self.workers)]
         self.restarts = 0
+        # Fail loudly instead of hanging when the cluster cannot place the actors.
+        try:
+            self.ray.get([a.pid.remote() for a in self.actors], timeout=ready_timeout_s)
+        except self.ray.exceptions.GetTimeoutError:
+            self.close()
+            raise SamplingError(
+                f"{self.workers} sampling actors ({threads_per_worker} CPU each) were not placed "
+                f"within {ready_timeout_s:.0f} s: the Ray cluster has too few free CPUs. Use fewer "
+                "--workers or add nodes (`ray status` shows free resources)") from None
 
     def _new_actor(self) -> Any:
         return self._remote_cls.remote(*self._actor_args)

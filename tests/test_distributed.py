@@ -52,10 +52,11 @@ class _DieOnce:
         self.inner = random_policy(action_space)
 
     def __call__(self, obs, ctx):
-        if not os.path.exists(self.marker):
-            open(self.marker, "w").close()
-            os._exit(1)  # the actor dies mid-rollout
-        return self.inner(obs, ctx)
+        try:  # atomic: exactly one worker, the first to get here, dies
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return self.inner(obs, ctx)
+        os._exit(1)  # the actor dies mid-rollout
 
 
 def test_dead_worker_is_replaced_and_its_share_resampled(family, ray_sampler, tmp_path, caplog):

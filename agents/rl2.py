@@ -1,0 +1,564 @@
+"""RL² (Duan et al. 2016, "RL²: Fast Reinforcement Learning via Slow Reinforcement Learning").
+
+A recurrent policy that learns to learn: it runs a **trial** of K consecutive
+episodes of one task, and its GRU memory, kept across those episodes and reset only
+between trials, is the only thing that adapts at test time (no gradient step).
+
+Read top to bottom (CleanRL style):
+
+1. :class:`RL2Config`  — every hyperparameter, with the defaults we use.
+2. :class:`RL2Policy`  — GRU trunk over [obs, previous action, previous reward,
+   episode-done flag]; categorical or diagonal-Gaussian head; value head.
+3. :func:`trial_inputs` — rebuild the per-step inputs of a whole trial from an
+   :class:`~metarl.rollout.EpisodeBatch`, exactly as the sampler fed them.
+4. :class:`RL2`        — sampling through :class:`metarl.rollout.Sampler`, GAE over
+   the whole trial, PPO with minibatches of whole trials (the GRU is replayed over
+   each full sequence from a zero state), evaluation and checkpoints.
+
+Trial layout: a column of the batch is one trial (``episodes_per_trial`` episodes of
+``horizon`` rows each). Rows after an early termination are padding (``mask == 0``);
+the GRU state is *frozen* there, so the next episode continues from the memory at
+the end of the previous one, exactly as if the padding did not exist.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.distributions import Categorical, Distribution, Normal
+
+from metarl.advantages import gae
+from metarl.config import RunConfig, config_to_dict, make_config
+from metarl.distributed import make_sampler
+from metarl.errors import CheckpointError, ConfigError
+from metarl.evaluation import AdaptationResult
+from metarl.family import TaskFamily
+from metarl.rollout import EpisodeBatch, Policy, StepContext
+from metarl.runs import MetaAgent, register_agent
+from metarl.task import Task
+
+# --------------------------------------------------------------------------------------
+# 1. Hyperparameters
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RL2Config(RunConfig):
+    """Hyperparameters of RL² + PPO, on top of the run keys every agent shares
+    (family, seed, device, num_iterations, task split, ...). Presets in
+    ``configs/rl2_*.yaml`` set these; ``--set key=value`` overrides them."""
+
+    #: K: episodes of one task in a trial (memory kept across them).
+    episodes_per_trial: int = 2
+    #: trials (columns) sampled per PPO iteration.
+    trials_per_iter: int = 256
+    #: draw fresh training tasks from the family every iteration (the RL² paper's
+    #: setting for bandits / MDPs) instead of from the run's train task pool.
+    fresh_tasks: bool = False
+    #: GRU width.
+    hidden_size: int = 128
+    lr: float = 1e-3
+    #: linear learning-rate decay to 0 over num_iterations.
+    anneal_lr: bool = True
+    #: discount over the whole trial (not reset between the episodes of a trial).
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_coef: float = 0.2
+    ent_coef: float = 0.01
+    #: linear entropy-coefficient anneal target (None: constant).
+    ent_coef_final: float | None = None
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    update_epochs: int = 4
+    #: minibatches of whole trials per epoch.
+    num_minibatches: int = 4
+    norm_adv: bool = True
+    #: rewards are multiplied by this for the value / advantage targets.
+    reward_scale: float = 1.0
+    #: Gaussian head: initial log-std in normalized action units.
+    init_log_std: float = -0.5
+
+    def validate(self) -> None:
+        if self.episodes_per_trial < 1 or self.trials_per_iter < 1 or self.hidden_size < 1:
+            raise ConfigError("episodes_per_trial, trials_per_iter and hidden_size must be >= 1")
+        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
+            raise ConfigError("gamma and gae_lambda must lie in [0, 1]")
+        if self.num_minibatches < 1 or self.num_minibatches > self.trials_per_iter:
+            raise ConfigError("num_minibatches must lie in [1, trials_per_iter]: a minibatch "
+                              "holds whole trials")
+
+
+# --------------------------------------------------------------------------------------
+# 2. The recurrent policy
+# --------------------------------------------------------------------------------------
+
+
+def _layer_init(layer: nn.Linear, std: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class RL2Policy(nn.Module):
+    """GRU policy and value function for one observation / action space.
+
+    Input at step t: ``[obs_t, a_{t-1}, r_{t-1}, d_t]`` where ``a`` is one-hot for a
+    ``Discrete`` space (all zeros at the start of a trial) and scaled to [-1, 1] for a
+    ``Box``; ``d_t = 1`` when step t starts a new episode inside the trial (the
+    previous step ended an episode). The GRU trunk is shared by both heads.
+    """
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space,
+                 hidden_size: int = 128, init_log_std: float = -0.5) -> None:
+        super().__init__()
+        self.obs_dim = int(np.prod(observation_space.shape))
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        if self.discrete:
+            self.act_dim = int(action_space.n)
+            # buffers move with .to(device) and are saved with the state dict
+            self.register_buffer("act_scale", torch.ones(1))
+        elif isinstance(action_space, gym.spaces.Box) and np.all(np.isfinite(action_space.high)):
+            self.act_dim = int(np.prod(action_space.shape))
+            high = np.maximum(np.abs(action_space.low), np.abs(action_space.high)).reshape(-1)
+            self.register_buffer("act_scale", torch.as_tensor(high, dtype=torch.float32))
+        else:
+            raise TypeError(f"RL² supports Discrete and bounded Box actions, got {action_space}")
+        self.hidden_size = int(hidden_size)
+        self.input_dim = self.obs_dim + self.act_dim + 2
+        self.gru = nn.GRU(self.input_dim, self.hidden_size)
+        for name, p in self.gru.named_parameters():
+            if "weight" in name:
+                nn.init.orthogonal_(p)
+            else:
+                nn.init.zeros_(p)
+        # Small actor init: start near-uniform / near-zero-mean (CleanRL's recipe).
+        self.actor = _layer_init(nn.Linear(self.hidden_size, self.act_dim), 0.01)
+        self.critic = _layer_init(nn.Linear(self.hidden_size, 1), 1.0)
+        if not self.discrete:
+            self.log_std = nn.Parameter(torch.full((self.act_dim,), float(init_log_std)))
+
+    # ---- inputs ----------------------------------------------------------------------
+    def features(self, obs: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor,
+                 done_flag: torch.Tensor, has_prev: torch.Tensor) -> torch.Tensor:
+        """GRU input ``(..., input_dim)`` from per-step tensors with leading shape ``(...)``.
+
+        ``has_prev`` is False at the first step of a trial, where there is no previous
+        action (the sampler passes action 0 there, which must not look like arm 0).
+        """
+        lead = obs.shape[: prev_reward.dim()]
+        obs = obs.reshape(*lead, self.obs_dim).float()
+        keep = has_prev.float().unsqueeze(-1)
+        if self.discrete:
+            act = nn.functional.one_hot(prev_action.long(), self.act_dim).float() * keep
+        else:
+            act = (prev_action.reshape(*lead, self.act_dim).float() / self.act_scale).clamp(-1, 1)
+            act = act * keep
+        return torch.cat([obs, act, prev_reward.float().unsqueeze(-1),
+                          done_flag.float().unsqueeze(-1)], dim=-1)
+
+    # ---- heads -----------------------------------------------------------------------
+    def distribution(self, hidden: torch.Tensor) -> Distribution:
+        """Action distribution from GRU outputs ``(..., hidden)``."""
+        out = self.actor(hidden)
+        if self.discrete:
+            return Categorical(logits=out)
+        std = self.log_std.exp().expand_as(out)
+        return Normal(out * self.act_scale, std * self.act_scale)
+
+    def log_prob(self, dist: Distribution, actions: torch.Tensor) -> torch.Tensor:
+        if self.discrete:
+            return dist.log_prob(actions.long())
+        return dist.log_prob(actions.reshape(*actions.shape[:2], self.act_dim)).sum(-1)
+
+    def entropy(self, dist: Distribution) -> torch.Tensor:
+        return dist.entropy() if self.discrete else dist.entropy().sum(-1)
+
+    def value(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.critic(hidden).squeeze(-1)
+
+    # ---- recurrence --------------------------------------------------------------------
+    def initial_state(self, n: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """The state every trial starts from: zeros ``(n, hidden)``."""
+        return torch.zeros(n, self.hidden_size, device=device)
+
+    def step(self, x: torch.Tensor, h: torch.Tensor, active: torch.Tensor | None = None
+             ) -> torch.Tensor:
+        """One GRU step for ``(n, input_dim)`` inputs; columns with ``active == False``
+        keep their state (padding rows after an early termination are invisible)."""
+        out, _ = self.gru(x.unsqueeze(0), h.unsqueeze(0))
+        h_new = out.squeeze(0)
+        if active is not None:
+            h_new = torch.where(active.unsqueeze(-1), h_new, h)
+        return h_new
+
+    def unroll(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """GRU outputs ``(T, n, hidden)`` over whole trials ``x (T, n, input_dim)`` from a
+        zero state. Without padding the fused sequence kernel runs; with padding the
+        state is frozen on masked rows, step by step, like :meth:`step` during sampling."""
+        h = self.initial_state(x.shape[1], x.device)
+        if bool((mask > 0).all()):
+            out, _ = self.gru(x, h.unsqueeze(0))
+            return out
+        outs = []
+        active = mask > 0
+        for t in range(x.shape[0]):
+            h = self.step(x[t], h, active[t])
+            outs.append(h)
+        return torch.stack(outs)
+
+
+# --------------------------------------------------------------------------------------
+# 3. Inputs of a whole trial, rebuilt from the batch
+# --------------------------------------------------------------------------------------
+
+
+def trial_inputs(batch: EpisodeBatch) -> dict[str, torch.Tensor]:
+    """Per-step previous action, previous reward, done flag and has-prev of every row,
+    as :class:`~metarl.rollout.Sampler` fed them to the policy.
+
+    The sampler's previous action / reward at row t are those of the last *real* row
+    before t in the same trial (padding rows do not update them), zeros at t = 0.
+    """
+    T, n = batch.mask.shape
+    rows = torch.arange(T).unsqueeze(1).expand(T, n)
+    last_real = torch.where(batch.mask > 0, rows, torch.full_like(rows, -1)).cummax(0).values
+    prev_idx = torch.cat([torch.full((1, n), -1, dtype=rows.dtype), last_real[:-1]])
+    has_prev = prev_idx >= 0
+    idx = prev_idx.clamp(min=0)
+    actions = batch.actions
+    act_idx = idx.reshape(T, n, *([1] * (actions.dim() - 2))).expand_as(actions)
+    prev_action = actions.gather(0, act_idx)
+    prev_action = torch.where(has_prev.reshape(act_idx.shape[:2] + (1,) * (actions.dim() - 2)),
+                              prev_action, torch.zeros_like(prev_action))
+    prev_reward = batch.rewards.gather(0, idx) * has_prev
+    step_in_episode = torch.arange(T) % batch.horizon
+    done_flag = ((step_in_episode == 0) & (torch.arange(T) > 0)).unsqueeze(1).expand(T, n)
+    return {"prev_action": prev_action, "prev_reward": prev_reward, "done_flag": done_flag,
+            "has_prev": has_prev}
+
+
+def make_actor(policy: RL2Policy, deterministic: bool = False,
+               record: list[torch.Tensor] | None = None) -> Policy:
+    """The callable :meth:`Sampler.sample` steps: keeps one GRU state per column, reset
+    at ``ctx.trial_start`` only (never between the episodes of a trial)."""
+    state: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def act(obs: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+        n = obs.shape[0]
+        if ctx.trial_start or "h" not in state:
+            state["h"] = policy.initial_state(n)
+        has_prev = torch.full((n,), not ctx.trial_start)
+        done_flag = ctx.episode_start & (ctx.t > 0)
+        x = policy.features(obs, ctx.prev_action, ctx.prev_reward, done_flag, has_prev)
+        state["h"] = policy.step(x, state["h"], ctx.active)
+        if record is not None:
+            record.append(state["h"].clone())
+        dist = policy.distribution(state["h"])
+        if deterministic:
+            action = dist.probs.argmax(-1) if policy.discrete else dist.mean
+        else:
+            # Inverse-CDF sampling from the sampler's per-task uniform noise: a batch split
+            # into chunks (or Ray actors) draws exactly the same actions.
+            u = ctx.noise if ctx.noise is not None else torch.rand(
+                (n, 1 if policy.discrete else policy.act_dim), generator=ctx.generator)
+            if policy.discrete:
+                cdf = dist.probs.cumsum(-1)
+                action = (u[:, :1] > cdf).sum(-1).clamp(max=policy.act_dim - 1)
+            else:
+                z = torch.special.ndtri(u.reshape(dist.mean.shape).clamp(1e-6, 1 - 1e-6))
+                action = dist.mean + dist.stddev * z
+        logp = dist.log_prob(action) if policy.discrete else dist.log_prob(action).sum(-1)
+        return action, logp
+
+    return act
+
+
+# --------------------------------------------------------------------------------------
+# 4. Training: PPO over whole trials
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReplayOut:
+    log_probs: torch.Tensor  # (T, n)
+    entropy: torch.Tensor    # (T, n)
+    values: torch.Tensor     # (T, n)
+
+
+class RL2(MetaAgent):
+    """RL² meta-learner: PPO on a GRU policy over trials of ``episodes_per_trial`` episodes.
+
+    Usable directly from Python or through ``metarl train rl2``::
+
+        fam = metarl.make_family("metarl/Bandit-v0", arms=5, pulls=10)
+        cfg = RL2Config(family=fam.id, family_kwargs={"arms": 5, "pulls": 10},
+                        episodes_per_trial=1, fresh_tasks=True, num_iterations=200)
+        agent = RL2(cfg, fam)
+        agent.train()
+        returns = agent.evaluate(fam.split(0, 1000, seed=0).test)["returns"]  # (K, 1000)
+    """
+
+    progress_keys: ClassVar[dict[str, str]] = {"R": "trial_return", "H": "entropy"}
+
+    def __init__(self, config: RL2Config, family: TaskFamily,
+                 train_tasks: Sequence[Task] = (), test_tasks: Sequence[Task] = ()) -> None:
+        super().__init__(config, family, train_tasks, test_tasks)
+        cfg: RL2Config = config
+        if not cfg.fresh_tasks and not self.train_tasks:
+            raise ConfigError("RL² needs train tasks, or fresh_tasks=True to draw them from "
+                              "the family every iteration")
+        torch.manual_seed(cfg.seed)
+        env = family.make_env()
+        obs_space, act_space = env.observation_space, env.action_space
+        env.close()
+        self.policy = RL2Policy(obs_space, act_space, cfg.hidden_size, cfg.init_log_std)
+        self.device = torch.device(cfg.device)
+        # Rollouts run on a CPU copy; updates on `device` (the same module when device is cpu).
+        self.train_policy = self.policy
+        if self.device.type != "cpu":
+            self.train_policy = RL2Policy(obs_space, act_space, cfg.hidden_size,
+                                          cfg.init_log_std).to(self.device)
+            self.train_policy.load_state_dict(self.policy.state_dict())
+        self.optimizer = torch.optim.Adam(self.train_policy.parameters(), lr=cfg.lr, eps=1e-5)
+        self.sampler = make_sampler(family, workers=cfg.workers, ray_address=cfg.ray_address,
+                                    engine=cfg.engine, family_kwargs=dict(cfg.family_kwargs))
+        self.iteration = 0
+        self.env_steps = 0
+        self.history: list[dict[str, float]] = []
+
+    # ---- sampling ----------------------------------------------------------------------
+    def _tasks_for(self, iteration: int) -> list[Task]:
+        # Stateless per-iteration streams: resuming at iteration i draws what a run that
+        # never stopped would have drawn.
+        rng = np.random.default_rng([self.config.seed, 1, iteration])
+        n = self.config.trials_per_iter
+        if self.config.fresh_tasks:
+            return self.family.sample_tasks(n, rng)
+        idx = rng.integers(len(self.train_tasks), size=n)
+        return [self.train_tasks[i] for i in idx]
+
+    def sample(self, tasks: Sequence[Task], seed: int, deterministic: bool = False,
+               episodes_per_trial: int | None = None) -> EpisodeBatch:
+        """One trial per task, ``episodes_per_trial`` episodes each, with the CPU policy."""
+        k = int(episodes_per_trial or self.config.episodes_per_trial)
+        return self.sampler.sample(tasks, make_actor(self.policy, deterministic),
+                                   episodes_per_task=1, episodes_per_trial=k, seed=seed)
+
+    # ---- replay ------------------------------------------------------------------------
+    def replay(self, policy: RL2Policy, batch: EpisodeBatch, inputs: dict[str, torch.Tensor],
+               cols: torch.Tensor | None = None) -> ReplayOut:
+        """Re-run the GRU over whole trials (all columns, or ``cols``) from a zero state."""
+        dev = next(policy.parameters()).device
+
+        def pick(x: torch.Tensor) -> torch.Tensor:
+            x = x if cols is None else x[:, cols]
+            return x.to(dev)
+
+        mask = pick(batch.mask)
+        x = policy.features(pick(batch.obs), pick(inputs["prev_action"]),
+                            pick(inputs["prev_reward"]), pick(inputs["done_flag"]),
+                            pick(inputs["has_prev"]))
+        hidden = policy.unroll(x, mask)
+        dist = policy.distribution(hidden)
+        return ReplayOut(policy.log_prob(dist, pick(batch.actions)), policy.entropy(dist),
+                         policy.value(hidden))
+
+    # ---- one PPO iteration ---------------------------------------------------------------
+    def train_iteration(self, iteration: int | None = None) -> dict[str, float]:
+        """Sample ``trials_per_iter`` trials and run PPO epochs on them; return metrics.
+        All randomness comes from ``(seed, iteration)``, so resuming is exact."""
+        if iteration is not None:
+            self.iteration = int(iteration)
+        cfg, it = self.config, self.iteration
+        t0 = time.perf_counter()
+        batch = self.sample(self._tasks_for(it), seed=int(np.random.SeedSequence(
+            [cfg.seed, 2, it]).generate_state(1)[0]))
+        t_sample = time.perf_counter() - t0
+        inputs = trial_inputs(batch)
+        dev = self.device
+        mask = batch.mask.to(dev)
+        old_logp = batch.log_probs.to(dev)
+
+        with torch.no_grad():
+            values = self.replay(self.train_policy, batch, inputs).values
+            # GAE over each whole trial (episode_length=None): advantages flow across the
+            # episodes of a trial, and padding rows are skipped, not treated as trial ends.
+            adv = gae(batch.rewards.to(dev) * cfg.reward_scale, values, mask, cfg.gamma,
+                      cfg.gae_lambda, episode_length=None)
+            returns = adv + values
+
+        frac = it / max(cfg.num_iterations, 1)
+        lr = cfg.lr * (1.0 - frac) if cfg.anneal_lr else cfg.lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        ent_coef = cfg.ent_coef if cfg.ent_coef_final is None else \
+            cfg.ent_coef + frac * (cfg.ent_coef_final - cfg.ent_coef)
+
+        n = batch.mask.shape[1]
+        mb_size = max(1, math.ceil(n / cfg.num_minibatches))
+        gen = torch.Generator().manual_seed(int(np.random.SeedSequence(
+            [cfg.seed, 3, it]).generate_state(1)[0]))
+        stats: dict[str, list[float]] = {"pg_loss": [], "v_loss": [], "entropy": [],
+                                         "approx_kl": [], "clipfrac": [], "ratio0": []}
+        for epoch in range(cfg.update_epochs):
+            perm = torch.randperm(n, generator=gen)
+            for start in range(0, n, mb_size):
+                cols = perm[start:start + mb_size]  # whole trials: sequences are never cut
+                out = self.replay(self.train_policy, batch, inputs, cols)
+                m = mask[:, cols]
+                m_sum = m.sum().clamp(min=1.0)
+                log_ratio = (out.log_probs - old_logp[:, cols]) * m
+                ratio = log_ratio.exp()
+                mb_adv = adv[:, cols]
+                if cfg.norm_adv:
+                    mean = (mb_adv * m).sum() / m_sum
+                    std = (((mb_adv - mean) ** 2 * m).sum() / m_sum).sqrt()
+                    mb_adv = (mb_adv - mean) / (std + 1e-8)
+                pg = torch.max(-mb_adv * ratio,
+                               -mb_adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef))
+                pg_loss = (pg * m).sum() / m_sum
+                v_loss = 0.5 * (((out.values - returns[:, cols]) ** 2) * m).sum() / m_sum
+                entropy = (out.entropy * m).sum() / m_sum
+                loss = pg_loss + cfg.vf_coef * v_loss - ent_coef * entropy
+                self.optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.train_policy.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                with torch.no_grad():
+                    stats["pg_loss"].append(pg_loss.item())
+                    stats["v_loss"].append(v_loss.item())
+                    stats["entropy"].append(entropy.item())
+                    stats["approx_kl"].append((((ratio - 1) - log_ratio) * m).sum().item()
+                                              / m_sum.item())
+                    stats["clipfrac"].append((((ratio - 1).abs() > cfg.clip_coef).float() * m)
+                                             .sum().item() / m_sum.item())
+                    if epoch == 0 and start == 0:
+                        # before any update the replayed log-probs equal the sampling ones
+                        stats["ratio0"].append(float((ratio - 1).abs().max().item()))
+        if self.train_policy is not self.policy:
+            self.policy.load_state_dict({k: v.cpu() for k, v in
+                                         self.train_policy.state_dict().items()})
+
+        ep_returns = batch.episode_returns()  # (K, n)
+        self.iteration += 1
+        self.env_steps += batch.num_steps
+        metrics = {
+            "env_steps": float(self.env_steps),
+            "trial_return": float(ep_returns.sum(0).mean()),
+            **{f"return_ep{k + 1}": float(ep_returns[k].mean()) for k in range(len(ep_returns))},
+            **{k: float(np.mean(v)) for k, v in stats.items() if v},
+            "explained_var": float(1 - ((returns - values)[mask > 0].var()
+                                        / returns[mask > 0].var().clamp(min=1e-8))),
+            "lr": lr, "ent_coef": ent_coef,
+            "time_sample": t_sample, "time_total": time.perf_counter() - t0,
+        }
+        self.history.append(metrics)
+        return metrics
+
+    def train(self, iterations: int | None = None,
+              log: Callable[[dict[str, float]], None] | None = None,
+              checkpoint: str | None = None, checkpoint_every: int = 50) -> list[dict[str, float]]:
+        """Run PPO iterations up to ``iterations`` (default ``config.num_iterations``) in
+        total, continuing from the current iteration (for Python use and the benchmarks;
+        ``metarl train`` drives :meth:`train_iteration` itself)."""
+        stop = int(iterations if iterations is not None else self.config.num_iterations)
+        while self.iteration < stop:
+            metrics = self.train_iteration()
+            if log is not None:
+                log(metrics)
+            if checkpoint and (self.iteration % checkpoint_every == 0 or self.iteration == stop):
+                self.save(checkpoint)
+        return self.history
+
+    # ---- evaluation --------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, tasks: Sequence[Task], episodes_per_trial: int | None = None,
+                 seed: int = 12345, deterministic: bool = False, chunk: int = 500
+                 ) -> dict[str, np.ndarray]:
+        """Run one trial per held-out task; no gradient step, only the GRU memory adapts.
+
+        Returns ``{"returns": (K, n_tasks), "success": (K, n_tasks) or absent}``:
+        row k is the return in episode k+1 of the trial.
+        """
+        rets, succ = [], []
+        for c, start in enumerate(range(0, len(tasks), chunk)):
+            batch = self.sample(tasks[start:start + chunk], seed=seed + c,
+                                deterministic=deterministic, episodes_per_trial=episodes_per_trial)
+            rets.append(batch.episode_returns().numpy())
+            s = batch.episode_success()
+            if s is not None:
+                succ.append(s.numpy())
+        out = {"returns": np.concatenate(rets, axis=1)}
+        if succ:
+            out["success"] = np.concatenate(succ, axis=1)
+        return out
+
+    def evaluate_adaptation(self, tasks: Sequence[Task], budget: int, episodes: int,
+                            seed: int) -> AdaptationResult:
+        """The evaluator's RL² curve: return in episode 1..``budget`` of a trial on each
+        held-out task, averaged over ``episodes`` independent trials per task. Episode k
+        has k - 1 episodes of experience in the task before it (the shared x axis)."""
+        k, per_task = max(int(budget), 1), max(int(episodes), 1)
+        batch = self.sampler.sample(tasks, make_actor(self.policy), episodes_per_task=per_task,
+                                    episodes_per_trial=k, seed=seed)
+        n = len(tasks)
+        returns = batch.episode_returns().reshape(k, n, per_task).mean(-1).numpy()
+        s = batch.episode_success()
+        success = None if s is None else s.reshape(k, n, per_task).mean(-1).numpy()
+        return AdaptationResult(budgets=list(range(1, k + 1)), episodes=[float(i) for i in
+                                range(k)], returns=returns, success=success,
+                                budget_unit="episodes")
+
+    def close(self) -> None:
+        self.sampler.close()
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"config": config_to_dict(self.config), "family": self.family.id,
+                "policy": self.train_policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "iteration": self.iteration, "env_steps": self.env_steps,
+                "history": self.history}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        try:
+            self.train_policy.load_state_dict(state["policy"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"RL² checkpoint does not fit this policy ({exc})") from None
+        if self.train_policy is not self.policy:
+            self.policy.load_state_dict({k: v.cpu() for k, v in state["policy"].items()})
+        self.iteration = int(state["iteration"])
+        self.env_steps = int(state["env_steps"])
+        self.history = [dict(h) for h in state["history"]]
+
+    def save(self, path: str) -> None:
+        """Write a checkpoint atomically (temp file + rename): a crash never leaves half a file."""
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str, family: TaskFamily, train_tasks: Sequence[Task] = ()) -> RL2:
+        """An agent restored from :meth:`save`'s file (config included)."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        agent = cls(make_config(RL2Config, state["config"]), family, train_tasks)
+        agent.load_state_dict(state)
+        return agent
+
+
+register_agent("rl2", RL2, RL2Config,
+               description="RL²: GRU policy trained with PPO over multi-episode trials "
+                           "(Duan et al. 2016)", default_preset="rl2_default")
+
+__all__ = ["RL2", "RL2Config", "RL2Policy", "make_actor", "trial_inputs"]

@@ -1,0 +1,177 @@
+"""MAML and Meta-SGD on PointNav2D in the MAML paper setting: held-out adaptation curve
+and wall-clock.
+
+Setting (configs/maml_pointnav.yaml, configs/metasgd_pointnav.yaml): meta-batch 20 tasks,
+20 episodes per task, horizon 100, inner lr 0.1 (one VPG step with the linear baseline),
+TRPO outer step with max KL 0.01, 64x64 tanh Gaussian policy; 70 meta-iterations
+(about 5.4M env steps). Targets (issue 4): after 1 inner step, mean held-out return
+>= -15.5, in <= 540 s of training wall-clock per run on a 2-core machine; Meta-SGD
+after 1 step >= MAML's.
+
+    python benchmarks/maml_pointnav.py                      # 2 seeds x {maml, metasgd}
+    python benchmarks/maml_pointnav.py --agents maml --seeds 0 --iterations 5   # smoke
+    python benchmarks/maml_pointnav.py --summarize          # merge per-run results only
+
+Each run writes ``benchmarks/results/maml_pointnav_<agent>_s<seed>.json`` as soon as it
+finishes; the summary ``maml_pointnav.json`` and figure ``maml_pointnav.png`` combine all
+per-run files present. Run folders go to ``runs/bench/`` (not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from metarl.evaluation import Curve, mean_ci95, summarize
+from metarl.plotting import plot_curves
+from metarl.runs import create_run, read_metrics, train_run
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGET_RETURN_1STEP, TARGET_WALL_S = -15.5, 540.0
+
+
+def run_one(agent: str, seed: int, iterations: int, eval_tasks: int, eval_episodes: int,
+            steps: int, runs_dir: Path, progress: bool) -> dict:
+    out = runs_dir / f"{agent}_pointnav_s{seed}"
+    if out.exists():
+        shutil.rmtree(out)
+    run = create_run(agent, preset=f"{agent}_pointnav", out=out, overrides={
+        "num_iterations": iterations, "seed": seed, "num_test_tasks": eval_tasks,
+        "checkpoint_every": 10, "eval_steps": steps, "eval_episodes": eval_episodes})
+    t0, c0 = time.perf_counter(), time.process_time()
+    trained = train_run(run, progress=progress)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    rows = read_metrics(run.path)
+    t1 = time.perf_counter()
+    # Held-out evaluation on the run's test tasks (same tasks for every run: split_seed 0).
+    result = trained.evaluate_adaptation(run.test_tasks, steps, eval_episodes, seed=10_000)
+    eval_wall = time.perf_counter() - t1
+    trained.close()
+    curve = summarize(result, f"{agent} seed {seed}")
+    doc = {
+        "agent": agent, "seed": seed, "iterations": iterations, "run_dir": str(run.path),
+        "config_preset": f"configs/{agent}_pointnav.yaml",
+        "train_wall_clock_s": wall, "train_cpu_s": cpu, "eval_wall_clock_s": eval_wall,
+        "env_steps": float(sum(r["env_steps"] for r in rows)),
+        "time_sample_s": float(sum(r["time/sample_s"] for r in rows)),
+        "time_update_s": float(sum(r["time/update_s"] for r in rows)),
+        "skipped_iterations": int(sum(r.get("skipped", 0.0) for r in rows)),
+        "train_return_pre_last10": float(np.mean([r["return/pre"] for r in rows[-10:]])),
+        "train_return_post_last10": float(np.mean([r["return/post"] for r in rows[-10:]])),
+        "curve": curve.to_dict(),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "load_avg_1min_at_end": os.getloadavg()[0]},
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"maml_pointnav_{agent}_s{seed}.json").write_text(json.dumps(doc, indent=1))
+    print(f"{agent} seed {seed}: train {wall:.0f} s wall ({cpu:.0f} s cpu), "
+          f"held-out returns by step {[round(m, 2) for m in curve.mean]}", flush=True)
+    return doc
+
+
+def random_init(steps: int, eval_tasks: int, eval_episodes: int, runs_dir: Path) -> dict:
+    """The same curve for an untrained (randomly initialized) MAML policy."""
+    out = runs_dir / "random_pointnav"
+    if out.exists():
+        shutil.rmtree(out)
+    run = create_run("maml", preset="maml_pointnav", out=out,
+                     overrides={"num_iterations": 0, "num_test_tasks": eval_tasks})
+    agent = run.make_agent(seed=1_000_003)
+    result = agent.evaluate_adaptation(run.test_tasks, steps, eval_episodes, seed=10_000)
+    agent.close()
+    doc = {"agent": "random init", "curve": summarize(result, "random init").to_dict()}
+    (RESULTS / "maml_pointnav_random.json").write_text(json.dumps(doc, indent=1))
+    return doc
+
+
+def pooled_curve(docs: list[dict], label: str) -> Curve:
+    """Mean over seeds; the 95% CI pools tasks x seeds (per-task returns of every run)."""
+    curves = [Curve.from_dict(d["curve"]) for d in docs]
+    per_task = [np.concatenate([np.asarray(c.per_task[k]) for c in curves])
+                for k in range(len(curves[0].budgets))]
+    stats = [mean_ci95(x) for x in per_task]
+    return Curve(label=f"{label} ({len(docs)} seed{'s' if len(docs) > 1 else ''})",
+                 budgets=curves[0].budgets, episodes=curves[0].episodes,
+                 mean=[m for m, _ in stats], ci95=[c for _, c in stats],
+                 n_tasks=len(per_task[0]), budget_unit=curves[0].budget_unit)
+
+
+def summarize_results() -> dict:
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("maml_pointnav_*_s*.json"))]
+    summary: dict = {"setting": "MAML paper 2D navigation: meta-batch 20, 20 episodes/task, H=100, "
+                                "inner lr 0.1, TRPO max KL 0.01, 64x64 tanh",
+                     "targets": {"return_after_1_step_min": TARGET_RETURN_1STEP,
+                                 "train_wall_clock_s_max": TARGET_WALL_S},
+                     "agents": {}}
+    curves = []
+    for agent in ("maml", "metasgd"):
+        docs = [d for d in runs if d["agent"] == agent]
+        if not docs:
+            continue
+        curve = pooled_curve(docs, agent)
+        curves.append(curve)
+        walls = [d["train_wall_clock_s"] for d in docs]
+        summary["agents"][agent] = {
+            "seeds": [d["seed"] for d in docs],
+            "iterations": docs[0]["iterations"],
+            "return_by_step_mean": curve.mean, "return_by_step_ci95": curve.ci95,
+            "return_by_step_per_seed": {str(d["seed"]): d["curve"]["mean"] for d in docs},
+            "n_tasks_x_seeds": curve.n_tasks,
+            "train_wall_clock_s": walls, "train_cpu_s": [d["train_cpu_s"] for d in docs],
+            "time_sample_s": [d["time_sample_s"] for d in docs],
+            "time_update_s": [d["time_update_s"] for d in docs],
+            "env_steps": [d["env_steps"] for d in docs],
+            "load_avg_1min_at_end": [d["machine"]["load_avg_1min_at_end"] for d in docs],
+            "meets_return_target": bool(curve.mean[1] >= TARGET_RETURN_1STEP),
+            "meets_wall_clock_target": bool(max(walls) <= TARGET_WALL_S),
+        }
+    rnd = RESULTS / "maml_pointnav_random.json"
+    if rnd.is_file():
+        c = Curve.from_dict(json.loads(rnd.read_text())["curve"])
+        curves.append(c)
+        summary["random_init"] = {"return_by_step_mean": c.mean, "return_by_step_ci95": c.ci95}
+    if "maml" in summary["agents"] and "metasgd" in summary["agents"]:
+        summary["metasgd_1step_ge_maml"] = bool(
+            summary["agents"]["metasgd"]["return_by_step_mean"][1]
+            >= summary["agents"]["maml"]["return_by_step_mean"][1])
+    (RESULTS / "maml_pointnav.json").write_text(json.dumps(summary, indent=1))
+    if curves:
+        plot_curves(curves, RESULTS / "maml_pointnav.png",
+                    title="PointNav2D, held-out tasks: MAML vs Meta-SGD (70 meta-iterations)")
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--agents", nargs="+", default=["maml", "metasgd"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    ap.add_argument("--iterations", type=int, default=70)
+    ap.add_argument("--eval-tasks", type=int, default=100)
+    ap.add_argument("--eval-episodes", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--runs-dir", default="runs/bench")
+    ap.add_argument("--no-random", action="store_true", help="skip the random-init curve")
+    ap.add_argument("--summarize", action="store_true", help="only merge existing results")
+    ap.add_argument("--progress", action="store_true")
+    args = ap.parse_args()
+    if not args.summarize:
+        runs_dir = Path(args.runs_dir)
+        for seed in args.seeds:
+            for agent in args.agents:
+                run_one(agent, seed, args.iterations, args.eval_tasks, args.eval_episodes,
+                        args.steps, runs_dir, args.progress)
+                summarize_results()
+        if not args.no_random:
+            random_init(args.steps, args.eval_tasks, args.eval_episodes, runs_dir)
+    print(json.dumps(summarize_results(), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""RL² on Bernoulli bandits vs classic baselines (RL² paper, Table 1).
+
+    python benchmarks/rl2_bandits.py                      # load checkpoints, evaluate, print table
+    python benchmarks/rl2_bandits.py --train k5_n10       # train (or continue) then evaluate
+    python benchmarks/rl2_bandits.py --setups k10_n100
+
+For each setup (k arms, n pulls): the RL² agent of preset ``configs/rl2_bandit_k{k}_n{n}.yaml``
+(trained on fresh bandits drawn every iteration), and random, UCB1 (c = 1, and c tuned on
+1000 separate *training* bandits), Thompson sampling (Beta(1, 1)), all on the same 1000
+held-out bandits (the test half of ``family.split(seed=split_seed)``). Prints the table,
+writes ``benchmarks/results/rl2_bandits.json`` and one learning-curve PNG per setup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from metarl.agents.classic import bandit_probs, run_bandit, tune_ucb_c  # noqa: E402
+from rl2_common import (  # noqa: E402
+    RESULTS,
+    ci,
+    fmt,
+    load_preset_config,
+    plot_learning_curve,
+    print_table,
+    train_or_load,
+    write_json,
+)
+
+#: RL² paper Table 1 (random / Gittins / UCB1 / RL²), total reward per trial.
+PAPER = {
+    "k5_n10": {"random": 5.0, "gittins": 6.6, "ucb1": 6.7, "rl2": 6.7},
+    "k10_n100": {"random": 49.9, "gittins": 82.8, "ucb1": 82.4, "rl2": 83.5},
+    "k50_n500": {"random": 249.6, "gittins": 463.7, "ucb1": 457.6, "rl2": 438.9},
+}
+#: the issue's acceptance targets for RL² (ours).
+TARGETS = {"k5_n10": 6.6, "k10_n100": 81.0}
+
+
+def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool = False) -> dict:
+    cfg, source, family = load_preset_config(f"rl2_bandit_{name}")
+    k, n = family.arms, family.pulls
+    split = family.split(1000, instances, seed=cfg.split_seed)
+    test = list(split.test)
+    agent, evals = train_or_load(f"bandit_{name}", cfg, family, train,
+                                 eval_tasks=test[:200], eval_every=max(cfg.num_iterations // 20, 1),
+                                 allow_partial=partial)
+    t0 = time.perf_counter()
+    rl2 = agent.evaluate(test, seed=seed)["returns"].sum(0)  # one episode = one trial
+    t_rl2 = time.perf_counter() - t0
+    agent.close()
+
+    rng = np.random.default_rng(seed)
+    probs = bandit_probs(test)
+    c_tuned = tune_ucb_c(bandit_probs(split.train), n, np.random.default_rng(seed + 1))
+    base = {
+        "random": run_bandit(probs, n, "random", rng).sum(1),
+        "ucb1": run_bandit(probs, n, "ucb1", rng, ucb_c=1.0).sum(1),
+        "ucb1_tuned": run_bandit(probs, n, "ucb1", rng, ucb_c=c_tuned).sum(1),
+        "thompson": run_bandit(probs, n, "thompson", rng).sum(1),
+    }
+    oracle = float(probs.max(1).mean() * n)
+    hist = agent.history
+    png = plot_learning_curve(
+        f"bandit_{name}", f"RL² on Bernoulli bandits, k={k}, n={n} (held-out: {instances})",
+        hist, evals,
+        {"Thompson (held-out)": float(base["thompson"].mean()),
+         f"UCB1 c={c_tuned:g} (held-out)": float(base["ucb1_tuned"].mean()),
+         "RL² paper": PAPER[name]["rl2"], "random": float(base["random"].mean())},
+        RESULTS / f"rl2_bandit_{name}_curve.png",
+        final=(f"RL² final, {len(test)} held-out", float(rl2.mean())))
+    return {
+        "setup": name, "arms": k, "pulls": n, "instances": len(test), "preset": cfg.family,
+        "source": source, "config": {kk: v for kk, v in vars(cfg).items()},
+        "iterations": agent.iteration, "planned_iterations": cfg.num_iterations,
+        "finished": agent.iteration >= cfg.num_iterations, "env_steps": agent.env_steps,
+        "train_wall_s": float(sum(h["time_total"] for h in hist)),
+        "eval_wall_s": t_rl2,
+        "rl2": ci(rl2), **{kk: ci(v) for kk, v in base.items()},
+        "ucb1_tuned_c": c_tuned, "oracle_best_arm": oracle,
+        "paper": PAPER[name], "target": TARGETS.get(name),
+        "meets_target": (None if name not in TARGETS else bool(rl2.mean() >= TARGETS[name])),
+        "learning_curve_png": png.name, "held_out_evals": evals,
+    }
+
+
+def _rl2_cell(r: dict) -> str:
+    """RL² (ours), marked when the checkpoint had not finished its planned iterations."""
+    if r.get("finished", True):
+        return fmt(r["rl2"])
+    return f"{fmt(r['rl2'])} (partial: it {r['iterations']}/{r['planned_iterations']})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--setups", nargs="+", default=["k5_n10", "k10_n100"],
+                        choices=sorted(PAPER), help="which setups to report")
+    parser.add_argument("--train", nargs="*", default=None, metavar="SETUP",
+                        help="train (or continue) these setups (all listed in --setups when "
+                             "given without names); otherwise checkpoints must exist")
+    parser.add_argument("--instances", type=int, default=1000)
+    parser.add_argument("--partial", action="store_true",
+                        help="evaluate an unfinished checkpoint as it is (reported as such)")
+    parser.add_argument("--seed", type=int, default=2024, help="evaluation seed")
+    args = parser.parse_args(argv)
+    train = set(args.setups if args.train == [] else (args.train or []))
+    results = [run_setup(s, s in train, args.instances, args.seed, args.partial)
+               for s in args.setups]
+    out = RESULTS / "rl2_bandits.json"
+    merged = {}
+    if out.exists():  # keep setups this invocation did not rerun
+        merged = {r["setup"]: r for r in json.loads(out.read_text()).get("results", [])}
+    merged.update({r["setup"]: r for r in results})
+    header = ["setup", "random", "UCB1 (c=1)", "UCB1 (tuned c)", "Thompson", "RL² (ours)",
+              "RL² (paper)"]
+    rows = [[f"k={r['arms']}, n={r['pulls']}", fmt(r["random"]), fmt(r["ucb1"]),
+             f"{fmt(r['ucb1_tuned'])} (c={r['ucb1_tuned_c']:g})", fmt(r["thompson"]),
+             _rl2_cell(r), f"{r['paper']['rl2']:.1f}"]
+            for r in sorted(merged.values(), key=lambda r: r["pulls"])]
+    print("\nTotal reward per trial, mean ± 95% CI over held-out bandits "
+          f"({', '.join(str(r['instances']) for r in merged.values())})")
+    table = print_table(header, rows)
+    for r in merged.values():
+        if r["target"] is not None:
+            print(f"  {r['setup']}: RL² {r['rl2']['mean']:.2f} vs target {r['target']} -> "
+                  f"{'MET' if r['meets_target'] else 'NOT MET'}")
+    write_json(out, {"benchmark": "rl2_bandits", "table_markdown": table,
+                     "results": list(merged.values())})
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

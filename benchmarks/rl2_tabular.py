@@ -1,0 +1,133 @@
+"""RL² on random tabular MDPs vs classic baselines (RL² paper, Table 2).
+
+    python benchmarks/rl2_tabular.py                  # load checkpoints, evaluate, print table
+    python benchmarks/rl2_tabular.py --train n10      # train (or continue) then evaluate
+
+For each setup (n episodes of T = 10 steps per trial, |S| = 10, |A| = 5): the RL² agent of
+preset ``configs/rl2_tabular_n{n}.yaml`` (trained on fresh MDPs drawn every iteration),
+and random and PSRL on the same 1000 held-out MDPs (the test half of
+``family.split(seed=split_seed)``). Thompson sampling for an MDP *is* PSRL, so the
+bandits' Thompson column has no separate entry here. Prints the table, writes
+``benchmarks/results/rl2_tabular.json`` and one learning-curve PNG per setup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from metarl.agents.classic import mdp_params, run_tabular  # noqa: E402
+from rl2_common import (  # noqa: E402
+    RESULTS,
+    ci,
+    fmt,
+    load_preset_config,
+    plot_learning_curve,
+    print_table,
+    train_or_load,
+    write_json,
+)
+
+#: RL² paper Table 2 (random / best baseline / RL²), total reward per trial.
+PAPER = {
+    "n10": {"random": 100.1, "best_baseline": 150.2, "best_baseline_name": "BEB", "rl2": 156.2},
+    "n25": {"random": 250.2, "best_baseline": 427.8, "best_baseline_name": "BEB", "rl2": 445.7},
+}
+TARGETS = {"n10": 150.0}
+
+
+def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool = False) -> dict:
+    cfg, source, family = load_preset_config(f"rl2_tabular_{name}")
+    n_eps, horizon = cfg.episodes_per_trial, family.horizon
+    test = list(family.split(0, instances, seed=cfg.split_seed).test)
+    agent, evals = train_or_load(f"tabular_{name}", cfg, family, train,
+                                 eval_tasks=test[:200], eval_every=max(cfg.num_iterations // 20, 1),
+                                 allow_partial=partial)
+    t0 = time.perf_counter()
+    per_episode = agent.evaluate(test, seed=seed)["returns"]  # (n_eps, instances)
+    t_rl2 = time.perf_counter() - t0
+    agent.close()
+    rl2 = per_episode.sum(0)
+
+    rng = np.random.default_rng(seed)
+    trans, means = mdp_params(test)
+    base_eps = {s: run_tabular(trans, means, n_eps, horizon, s, rng) for s in ("random", "psrl")}
+    base = {s: r.sum(1) for s, r in base_eps.items()}
+    png = plot_learning_curve(
+        f"tabular_{name}",
+        f"RL² on tabular MDPs, n={n_eps} episodes per trial (held-out: {instances})",
+        agent.history, evals,
+        {"PSRL (held-out)": float(base["psrl"].mean()),
+         f"{PAPER[name]['best_baseline_name']} (paper)": PAPER[name]["best_baseline"],
+         "RL² paper": PAPER[name]["rl2"], "random": float(base["random"].mean())},
+        RESULTS / f"rl2_tabular_{name}_curve.png",
+        final=(f"RL² final, {len(test)} held-out", float(rl2.mean())))
+    return {
+        "setup": name, "episodes_per_trial": n_eps, "horizon": horizon, "instances": len(test),
+        "source": source, "config": dict(vars(cfg)),
+        "iterations": agent.iteration, "planned_iterations": cfg.num_iterations,
+        "finished": agent.iteration >= cfg.num_iterations, "env_steps": agent.env_steps,
+        "train_wall_s": float(sum(h["time_total"] for h in agent.history)),
+        "eval_wall_s": t_rl2,
+        "rl2": ci(rl2), **{k: ci(v) for k, v in base.items()},
+        "rl2_per_episode": per_episode.mean(1).tolist(),
+        "psrl_per_episode": base_eps["psrl"].mean(0).tolist(),
+        "paper": PAPER[name], "target": TARGETS.get(name),
+        "meets_target": (None if name not in TARGETS else bool(rl2.mean() >= TARGETS[name])),
+        "learning_curve_png": png.name, "held_out_evals": evals,
+    }
+
+
+def _rl2_cell(r: dict) -> str:
+    """RL² (ours), marked when the checkpoint had not finished its planned iterations."""
+    if r.get("finished", True):
+        return fmt(r["rl2"])
+    return f"{fmt(r['rl2'])} (partial: it {r['iterations']}/{r['planned_iterations']})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--setups", nargs="+", default=["n10"], choices=sorted(PAPER))
+    parser.add_argument("--train", nargs="*", default=None, metavar="SETUP",
+                        help="train (or continue) these setups (all of --setups when given "
+                             "without names); otherwise checkpoints must exist")
+    parser.add_argument("--instances", type=int, default=1000)
+    parser.add_argument("--partial", action="store_true",
+                        help="evaluate an unfinished checkpoint as it is (reported as such)")
+    parser.add_argument("--seed", type=int, default=2024, help="evaluation seed")
+    args = parser.parse_args(argv)
+    train = set(args.setups if args.train == [] else (args.train or []))
+    results = [run_setup(s, s in train, args.instances, args.seed, args.partial)
+               for s in args.setups]
+    out = RESULTS / "rl2_tabular.json"
+    merged = {}
+    if out.exists():  # keep setups this invocation did not rerun
+        merged = {r["setup"]: r for r in json.loads(out.read_text()).get("results", [])}
+    merged.update({r["setup"]: r for r in results})
+    header = ["setup", "random", "PSRL", "Thompson", "RL² (ours)", "RL² (paper)",
+              "best baseline (paper)"]
+    rows = [[f"n={r['episodes_per_trial']} episodes", fmt(r["random"]), fmt(r["psrl"]),
+             "— (= PSRL)", _rl2_cell(r), f"{r['paper']['rl2']:.1f}",
+             f"{r['paper']['best_baseline']:.1f} ({r['paper']['best_baseline_name']})"]
+            for r in sorted(merged.values(), key=lambda r: r["episodes_per_trial"])]
+    print("\nTotal reward per trial, mean ± 95% CI over held-out MDPs "
+          f"({', '.join(str(r['instances']) for r in merged.values())})")
+    table = print_table(header, rows)
+    for r in merged.values():
+        if r["target"] is not None:
+            print(f"  {r['setup']}: RL² {r['rl2']['mean']:.2f} vs target {r['target']} -> "
+                  f"{'MET' if r['meets_target'] else 'NOT MET'}")
+    write_json(out, {"benchmark": "rl2_tabular", "table_markdown": table,
+                     "results": list(merged.values())})
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""Evaluation: confidence intervals, curve files, plots, evaluate/plot commands on a run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from metarl.cli import main as cli_main
+from metarl.evaluation import (
+    AdaptationResult,
+    evaluate_run,
+    mean_ci95,
+    read_curves,
+    summarize,
+    t95,
+    write_curves,
+)
+from metarl.plotting import plot_curves
+from metarl.runs import create_run, train_run
+
+
+def test_mean_ci95_known_values():
+    m, h = mean_ci95([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert m == 3.0
+    assert h == pytest.approx(2.776 * np.std([1, 2, 3, 4, 5], ddof=1) / np.sqrt(5), rel=1e-6)
+    assert t95(1) == pytest.approx(12.706) and abs(t95(200) - 1.972) < 0.005
+    assert np.isnan(mean_ci95([7.0])[1]) and mean_ci95([7.0])[0] == 7.0
+
+
+def test_curve_files_round_trip_and_plot(tmp_path):
+    res = AdaptationResult(budgets=[0, 1, 2], episodes=[0.0, 10.0, 20.0],
+                           returns=np.array([[-3.0, -5.0], [-2.0, -3.0], [-1.0, -2.5]]),
+                           success=np.array([[0, 0], [0, 1.0], [1, 1.0]]))
+    curve = summarize(res, "demo")
+    assert curve.mean == [-4.0, -2.5, -1.75] and curve.success_mean == [0.0, 0.5, 1.0]
+    paths = write_curves([curve], tmp_path, extra={"note": "x"})
+    back = read_curves(paths["json"])
+    assert back[0].mean == curve.mean and back[0].per_task == curve.per_task
+    assert paths["csv"].read_text().count("\n") == 4
+    png = plot_curves([curve], tmp_path / "c.png", title="t")
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_and_plot_a_run(tmp_path, capsys):
+    tiny = {"meta_batch_size": 2, "episodes_per_task": 2, "horizon": 10, "hidden_sizes": [8],
+            "num_train_tasks": 6, "num_test_tasks": 3, "cg_iters": 3, "num_iterations": 1}
+    runs = []
+    for name in ("a", "b"):
+        run = create_run("maml", overrides=tiny, out=tmp_path / name)
+        train_run(run, progress=False)
+        runs.append(run.path)
+    out = evaluate_run(runs[0], budget=2, episodes=2)
+    curves = out["curves"]
+    assert [c.budgets for c in curves] == [[0, 1, 2], [0, 1, 2]]
+    assert "random init" in curves[1].label and curves[0].n_tasks == 3
+    doc = json.loads((runs[0] / "eval" / "curve.json").read_text())
+    assert doc["iteration"] == 1 and len(doc["curves"]) == 2
+    assert (runs[0] / "eval" / "curve.png").is_file() and (runs[0] / "eval" / "curve.csv").is_file()
+    # CLI: evaluate the second run, then both on one figure
+    assert cli_main(["evaluate", str(runs[1]), "--steps", "1", "--episodes", "2", "--no-random"]) == 0
+    assert "png:" in capsys.readouterr().out
+    fig = tmp_path / "both.png"
+    assert cli_main(["plot", str(runs[0]), str(runs[1]), "--out", str(fig)]) == 0
+    assert fig.is_file()
+    assert cli_main(["plot", str(tmp_path / "nothing")]) == 2  # not evaluated: clear error

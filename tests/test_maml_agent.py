@@ -1,0 +1,96 @@
+"""MAML / Meta-SGD agents end to end on tiny settings: Meta-SGD with frozen learning
+rates is MAML, learning happens, NaN losses are skipped, runs resume exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from metarl.agents.maml import MAMLAgent, MAMLConfig
+from metarl.agents.metasgd import MetaSGDAgent, MetaSGDConfig
+
+import metarl
+from metarl.config import make_config
+
+TINY = {"meta_batch_size": 2, "episodes_per_task": 2, "horizon": 10, "hidden_sizes": [8],
+        "num_train_tasks": 6, "num_test_tasks": 2, "cg_iters": 3, "eval_episodes": 2,
+        "eval_steps": 1}
+
+
+def _agent(cls, cfg_cls, **overrides):
+    cfg = make_config(cfg_cls, {**TINY, **overrides})
+    fam = metarl.make_family(cfg.family)
+    split = fam.split(cfg.num_train_tasks, cfg.num_test_tasks, cfg.split_seed)
+    return cls(cfg, fam, split.train, split.test)
+
+
+def test_metasgd_with_frozen_learning_rates_equals_maml():
+    maml = _agent(MAMLAgent, MAMLConfig)
+    frozen = _agent(MetaSGDAgent, MetaSGDConfig, learn_inner_lr=False)
+    for it in range(2):
+        m1, m2 = maml.train_iteration(it), frozen.train_iteration(it)
+        assert m1["accepted"] == m2["accepted"] == 1.0
+        assert m1["return/post"] == pytest.approx(m2["return/post"], abs=1e-5)
+    for k in maml.theta:
+        torch.testing.assert_close(maml.theta[k], frozen.theta[k], rtol=1e-5, atol=1e-6)
+    # ...while learning them moves them away from the initial value
+    learned = _agent(MetaSGDAgent, MetaSGDConfig)
+    learned.train_iteration(0)
+    lrs = torch.cat([v.detach().flatten() for v in learned.lrs.values()])
+    assert not torch.allclose(lrs, torch.full_like(lrs, 0.1))
+    assert not any(torch.equal(maml.theta[k], learned.theta[k]) for k in maml.theta)
+
+
+def test_first_order_and_multi_step_iterations_run():
+    for overrides in ({"first_order": True}, {"num_inner_steps": 2}):
+        agent = _agent(MAMLAgent, MAMLConfig, **overrides)
+        m = agent.train_iteration(0)
+        assert m["accepted"] == 1.0 and 0 < m["kl"] <= 0.01 + 1e-12
+        if overrides.get("num_inner_steps") == 2:
+            assert "return/post_2" in m
+
+
+def test_nan_loss_skips_iteration_and_keeps_parameters(monkeypatch):
+    agent = _agent(MAMLAgent, MAMLConfig)
+    before = {k: v.detach().clone() for k, v in agent.theta.items()}
+    real_sample = agent._sample
+
+    def nan_sample(*args, **kwargs):
+        batch = real_sample(*args, **kwargs)
+        batch.rewards[3, 1] = float("nan")
+        return batch
+
+    monkeypatch.setattr(agent, "_sample", nan_sample)
+    with pytest.warns(RuntimeWarning, match="skipping the update"):
+        m = agent.train_iteration(0)
+    assert m["skipped"] == 1.0 and agent.skipped == 1
+    for k, v in agent.theta.items():
+        assert torch.equal(v.detach(), before[k])
+    monkeypatch.undo()
+    assert agent.train_iteration(1)["skipped"] == 0.0  # and training goes on
+
+
+def test_evaluate_adaptation_shapes_and_x_axis():
+    agent = _agent(MAMLAgent, MAMLConfig)
+    res = agent.evaluate_adaptation(agent.test_tasks, budget=2, episodes=3, seed=0)
+    assert res.budgets == [0, 1, 2] and res.episodes == [0.0, 3.0, 6.0]
+    assert res.returns.shape == (3, 2) and res.success is not None
+    again = agent.evaluate_adaptation(agent.test_tasks, budget=2, episodes=3, seed=0)
+    assert (again.returns == res.returns).all()  # seeded: repeatable
+
+
+def test_nan_in_outer_loss_skips_iteration(monkeypatch):
+    import metarl.agents.maml as maml_mod
+
+    agent = _agent(MAMLAgent, MAMLConfig)
+    before = {k: v.detach().clone() for k, v in agent.theta.items()}
+    real = maml_mod.outer_loss_and_kl
+
+    def nan_loss(*args, **kwargs):
+        loss, kl = real(*args, **kwargs)
+        return loss * float("nan"), kl
+
+    monkeypatch.setattr(maml_mod, "outer_loss_and_kl", nan_loss)
+    with pytest.warns(RuntimeWarning, match="not finite"):
+        m = agent.train_iteration(0)
+    assert m["skipped"] == 1.0
+    assert all(torch.equal(v.detach(), before[k]) for k, v in agent.theta.items())

@@ -1,0 +1,208 @@
+"""RL²: trial construction, recurrent-state resets, exact PPO replay, a mechanism test
+with a known answer, checkpoints and the run/CLI integration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from metarl.agents.rl2 import RL2, RL2Config, RL2Policy, make_actor, trial_inputs
+
+import metarl
+from metarl.config import make_config
+from metarl.errors import ConfigError
+from metarl.rollout import Sampler
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # shared CPU: keep every test on one core
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _config(family, **kw) -> RL2Config:
+    base = dict(family=family.id, fresh_tasks=True, num_train_tasks=0, episodes_per_trial=2,
+                trials_per_iter=16, num_iterations=10, hidden_size=16, num_minibatches=2,
+                update_epochs=2)
+    base.update(kw)
+    return make_config(RL2Config, base)
+
+
+def _policy(family, hidden: int = 16, seed: int = 0) -> RL2Policy:
+    torch.manual_seed(seed)
+    env = family.make_env()
+    return RL2Policy(env.observation_space, env.action_space, hidden)
+
+
+# ---- trial construction -----------------------------------------------------------------
+def test_inputs_carry_previous_action_reward_and_done_flag() -> None:
+    fam = metarl.make_family("metarl/Bandit-v0", arms=3, pulls=4)
+    policy = _policy(fam)
+    batch = Sampler(fam).sample(fam.sample_tasks(5, 0), make_actor(policy),
+                                episodes_per_trial=2, seed=3)
+    inp = trial_inputs(batch)
+    x = policy.features(batch.obs, inp["prev_action"], inp["prev_reward"], inp["done_flag"],
+                        inp["has_prev"])
+    assert x.shape == (8, 5, 1 + 3 + 2)
+    assert torch.all(x[0, :, 1:] == 0)  # trial start: no previous action / reward, no done
+    # row t carries the action and reward of row t-1, across the episode boundary too
+    onehot = torch.nn.functional.one_hot(batch.actions[:-1], 3).float()
+    assert torch.equal(x[1:, :, 1:4], onehot)
+    assert torch.equal(x[1:, :, 4], batch.rewards[:-1])
+    done = x[:, 0, 5]
+    assert done.tolist() == [0, 0, 0, 0, 1, 0, 0, 0]  # first step of episode 2 only
+
+
+def test_recurrent_state_resets_between_trials_only() -> None:
+    """Feed two trials through one actor: the second trial's outputs equal those of the
+    second trial fed alone (state reset at the trial boundary); but inside a trial the
+    memory carries over (episode 2 differs from a fresh start)."""
+    fam = metarl.make_family("metarl/Bandit-v0", arms=3, pulls=5)
+    policy = _policy(fam)
+    sampler = Sampler(fam)
+    tasks_a, tasks_b = fam.sample_tasks(4, 1), fam.sample_tasks(4, 2)
+
+    rec_both: list[torch.Tensor] = []
+    actor = make_actor(policy, record=rec_both)
+    sampler.sample(tasks_a, actor, episodes_per_trial=2, seed=10)
+    n_first = len(rec_both)
+    second = sampler.sample(tasks_b, actor, episodes_per_trial=2, seed=11)
+
+    rec_alone: list[torch.Tensor] = []
+    alone = sampler.sample(tasks_b, make_actor(policy, record=rec_alone),
+                           episodes_per_trial=2, seed=11)
+    assert torch.equal(second.actions, alone.actions)
+    assert torch.equal(second.log_probs, alone.log_probs)
+    assert torch.equal(torch.stack(rec_both[n_first:]), torch.stack(rec_alone))
+    # The training replay also starts each trial (column) from zero: same log-probs.
+    agent = RL2(_config(fam, family_kwargs={"arms": 3, "pulls": 5}), fam)
+    agent.policy.load_state_dict(policy.state_dict())
+    out = agent.replay(agent.policy, second, trial_inputs(second))
+    torch.testing.assert_close(out.log_probs, second.log_probs, atol=1e-5, rtol=0)
+
+    # Memory is kept across the episodes of a trial: episode 2's hidden states are not
+    # those of episode 1 replayed from a zero state.
+    h = torch.stack(rec_alone)  # (T, N, H)
+    assert not torch.allclose(h[5], h[0])
+
+
+@pytest.mark.parametrize("family_id,kwargs", [
+    ("metarl/Bandit-v0", {"arms": 4, "pulls": 6}),
+    ("metarl/TabularMDP-v0", {}),
+    # big success radius and short horizon: many early terminations, so padding rows
+    ("metarl/PointNav2D-v0", {"success_radius": 0.3, "horizon": 8}),
+])
+def test_first_epoch_ratio_is_exactly_one(family_id: str, kwargs: dict) -> None:
+    """The sequence-minibatch replay recomputes the sampling log-probs exactly."""
+    fam = metarl.make_family(family_id, **kwargs)
+    agent = RL2(_config(fam, family_kwargs=kwargs, episodes_per_trial=3, num_minibatches=4), fam)
+    batch = agent.sample(agent._tasks_for(0), seed=5)
+    if family_id.startswith("metarl/PointNav"):
+        assert (batch.mask == 0).any(), "the test needs padding rows"
+    out = agent.replay(agent.policy, batch, trial_inputs(batch))
+    m = batch.mask > 0
+    torch.testing.assert_close(out.log_probs[m], batch.log_probs[m], atol=1e-5, rtol=0)
+    metrics = agent.train_iteration()
+    assert metrics["ratio0"] < 1e-5
+
+
+def test_padding_rows_do_not_change_the_memory() -> None:
+    """After an early termination the GRU state is frozen until the next episode starts."""
+    fam = metarl.make_family("metarl/PointNav2D-v0", success_radius=0.3, horizon=8)
+    policy = _policy(fam)
+    rec: list[torch.Tensor] = []
+    batch = Sampler(fam).sample(fam.sample_tasks(16, 0), make_actor(policy, record=rec),
+                                episodes_per_trial=2, seed=1)
+    h = torch.stack(rec)
+    pad = batch.mask[1:] == 0
+    assert pad.any()
+    assert torch.equal(h[1:][pad], h[:-1][pad])
+
+
+# ---- learning: a mechanism with a known answer -------------------------------------------
+def test_two_armed_bandit_learns_to_exploit_the_paying_arm() -> None:
+    """One of two arms always pays (p = [1, 0] or [0, 1], at random per trial). After short
+    training, the second half of the pulls go to the paying arm."""
+    fam = metarl.make_family("metarl/Bandit-v0", arms=2, pulls=10)
+    tasks = [fam.task(probs=[1.0, 0.0]), fam.task(probs=[0.0, 1.0])]
+    cfg = _config(fam, family_kwargs={"arms": 2, "pulls": 10}, fresh_tasks=False,
+                  episodes_per_trial=1, trials_per_iter=64, num_iterations=50, hidden_size=32,
+                  lr=3e-3, anneal_lr=False, gamma=0.9, gae_lambda=0.9, ent_coef=0.0, num_minibatches=2,
+                  update_epochs=4, seed=1)
+    agent = RL2(cfg, fam, train_tasks=tasks)
+    agent.train()
+    batch = agent.sample(tasks * 100, seed=99)
+    paying = torch.tensor([0, 1] * 100)
+    second_half = batch.actions[5:]
+    frac = (second_half == paying).float().mean().item()
+    assert frac > 0.95, frac
+
+
+# ---- config, checkpoints, runs -----------------------------------------------------------
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(ConfigError):
+        make_config(RL2Config, {"gamma": 1.5})
+    with pytest.raises(ConfigError):
+        make_config(RL2Config, {"trials_per_iter": 4, "num_minibatches": 8})
+    with pytest.raises(ConfigError, match="unknown config key"):
+        make_config(RL2Config, {"hiden_size": 3})
+    fam = metarl.make_family("metarl/Bandit-v0")
+    with pytest.raises(ConfigError, match="train tasks"):
+        RL2(make_config(RL2Config, {"family": fam.id, "fresh_tasks": False}), fam, [])
+
+
+def test_resume_gives_the_same_parameters(tmp_path) -> None:
+    fam = metarl.make_family("metarl/Bandit-v0", arms=3, pulls=5)
+    cfg = _config(fam, family_kwargs={"arms": 3, "pulls": 5}, num_iterations=4)
+    straight = RL2(cfg, fam)
+    straight.train()
+    first = RL2(cfg, fam)
+    first.train(2)
+    first.save(str(tmp_path / "ck.pt"))
+    resumed = RL2.load(str(tmp_path / "ck.pt"), fam)
+    resumed.train()
+    for a, b in zip(straight.policy.parameters(), resumed.policy.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_evaluation_curve_is_per_episode_of_the_trial() -> None:
+    fam = metarl.make_family("metarl/Bandit-v0", arms=3, pulls=5)
+    agent = RL2(_config(fam, family_kwargs={"arms": 3, "pulls": 5}), fam)
+    tasks = fam.sample_tasks(6, 0)
+    res = agent.evaluate_adaptation(tasks, budget=3, episodes=2, seed=0)
+    assert res.budgets == [1, 2, 3] and res.episodes == [0.0, 1.0, 2.0]
+    assert res.returns.shape == (3, 6) and res.budget_unit == "episodes"
+    assert np.all((res.returns >= 0) & (res.returns <= 5))
+
+
+def test_train_and_evaluate_through_the_run_machinery(tmp_path) -> None:
+    from metarl.evaluation import evaluate_run
+    from metarl.runs import create_run, train_run
+
+    run = create_run("rl2", "rl2_bandit_k5_n10",
+                     {"num_iterations": 2, "trials_per_iter": 8, "num_minibatches": 2,
+                      "hidden_size": 8, "num_test_tasks": 5, "checkpoint_every": 1},
+                     out=tmp_path / "run")
+    train_run(run, progress=False)
+    result = evaluate_run(run.path, plot=False, random_baseline=False)
+    curve = result["curves"][0]
+    assert curve.budget_unit == "episodes" and curve.n_tasks == 5
+    assert (run.path / "eval" / "curve.json").is_file()
+
+
+def test_every_rl2_preset_resolves_and_names_its_paper() -> None:
+    from metarl.config import list_presets, load_preset, resolve_config
+
+    names = list_presets("rl2")
+    assert {"rl2_bandit_k5_n10", "rl2_bandit_k10_n100", "rl2_bandit_k50_n500", "rl2_tabular_n10",
+            "rl2_tabular_n25", "rl2_pointnav", "rl2_halfcheetah_vel"} <= set(names)
+    for name in names:
+        preset = load_preset(name)
+        assert "et al." in preset.source, name
+        cfg, _ = resolve_config("rl2", RL2Config, name)
+        fam = metarl.make_family(cfg.family, **cfg.family_kwargs)
+        assert cfg.fresh_tasks or cfg.num_train_tasks > 0, name
+        assert fam.id == cfg.family
