@@ -30,11 +30,12 @@ inner learning rate α, meta-learned together with θ.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -125,8 +126,11 @@ class TaskBatch:
     adv: torch.Tensor
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TaskBatch:
+        pinned = torch.device(device).type == "cuda"
+
         def mv(x: torch.Tensor) -> torch.Tensor:
-            x = x.to(device)
+            # Page-locked host memory lets the copy to the GPU run asynchronously.
+            x = x.pin_memory().to(device, non_blocking=True) if pinned else x.to(device)
             return x.to(dtype) if dtype is not None and x.is_floating_point() else x
         return TaskBatch(mv(self.obs), mv(self.actions), mv(self.mask), mv(self.adv))
 
@@ -424,6 +428,7 @@ class MAMLAgent(MetaAgent):
         super().__init__(config, family, train_tasks, test_tasks)
         self.device = torch.device(config.device)
         self.horizon = int(config.horizon or family.horizon)
+        self._phase_s: dict[str, float] = {}  # seconds per phase, this iteration
         self.sampler = make_sampler(family, workers=config.workers, ray_address=config.ray_address,
                                     engine=config.engine, family_kwargs=dict(config.family_kwargs))
         env = family.make_env()
@@ -460,19 +465,37 @@ class MAMLAgent(MetaAgent):
         return lrs if self.learn_lr else {k: self.config.inner_lr for k in lrs}
 
     # -- sampling ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _timed(self, phase: str) -> Iterator[None]:
+        """Add the block's wall-clock time to ``phase`` (GPU work included: synchronized)."""
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize(self.device)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if cuda:
+                torch.cuda.synchronize(self.device)
+            self._phase_s[phase] = self._phase_s.get(phase, 0.0) + time.perf_counter() - t0
+
     def _sample(self, tasks: Sequence[Task], params: Params | None, per_task: bool,
                 seed: int, episodes: int) -> EpisodeBatch:
-        cpu = None if params is None else {k: v.detach().cpu().float() for k, v in params.items()}
-        if cpu is None:
-            cpu = {k: v.detach().cpu().float() for k, v in self.theta.items()}
+        with self._timed("transfer"):  # the sampling copy of the policy lives on the CPU
+            source = self.theta if params is None else params
+            cpu = {k: v.detach().cpu().float() for k, v in source.items()}
         policy = rollout_policy(self.policy, cpu, per_task=per_task)
-        return self.sampler.sample(tasks, policy, episodes_per_task=episodes,
-                                   horizon=self.horizon, seed=seed)
+        with self._timed("sample"):
+            return self.sampler.sample(tasks, policy, episodes_per_task=episodes,
+                                       horizon=self.horizon, seed=seed)
 
     def _prepare(self, batch: EpisodeBatch) -> TaskBatch:
         cfg = self.config
-        tb = prepare_batch(batch, cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages, self.baseline)
-        return tb.to(self.device)
+        with self._timed("inner"):  # returns, baseline fit, advantages
+            tb = prepare_batch(batch, cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages,
+                               self.baseline)
+        with self._timed("transfer"):
+            return tb.to(self.device)
 
     def _adapt_and_sample(self, tasks: Sequence[Task], steps: int, episodes: int,
                           seeds: Sequence[int]) -> tuple[list[EpisodeBatch], list[TaskBatch]]:
@@ -487,8 +510,9 @@ class MAMLAgent(MetaAgent):
                 prepared.append(self._prepare(batch))
                 start = params if params is not None else expand_params(self.theta, len(tasks))
                 start = {n: p.detach().requires_grad_(True) for n, p in start.items()}
-                params = {n: p.detach() for n, p in
-                          inner_step(self.policy, start, prepared[-1], lrs, False).items()}
+                with self._timed("inner"):
+                    params = {n: p.detach() for n, p in
+                              inner_step(self.policy, start, prepared[-1], lrs, False).items()}
         return raw, prepared
 
     # -- one meta-iteration ----------------------------------------------------------------
@@ -500,6 +524,7 @@ class MAMLAgent(MetaAgent):
         tasks = [self.train_tasks[i] for i in idx]
         seeds = [_seed(cfg.seed, iteration, 1, k) for k in range(K + 1)]
 
+        self._phase_s = {}
         t0 = time.perf_counter()
         try:
             raw, train_batches = self._adapt_and_sample(tasks, K, cfg.episodes_per_task, seeds)
@@ -520,9 +545,16 @@ class MAMLAgent(MetaAgent):
         info = self._meta_update(raw[-1], train_batches, iteration)
         t_update = time.perf_counter() - t1
         metrics.update({k: v for k, v in info.items()})
+        phases = self._phase_s
+        # sample_s / update_s: wall-clock of the two halves of the iteration; the phase
+        # timers split them into sampling, inner loop, outer (TRPO) update and transfers.
         metrics.update({"time/sample_s": t_sample, "time/update_s": t_update,
+                        "time/phase_sampling_s": phases.get("sample", 0.0),
+                        "time/phase_inner_s": phases.get("inner", 0.0),
+                        "time/phase_outer_s": phases.get("outer", 0.0),
+                        "time/phase_transfer_s": phases.get("transfer", 0.0),
                         "env_steps": float(env_steps),
-                        "env_steps_per_s": env_steps / max(t_sample, 1e-9)})
+                        "env_steps_per_s": env_steps / max(phases.get("sample", t_sample), 1e-9)})
         if self.learn_lr:
             metrics["inner_lr/mean"] = float(torch.cat([v.detach().flatten() for v in
                                                         self.lrs.values()]).mean())
@@ -532,11 +564,16 @@ class MAMLAgent(MetaAgent):
                      iteration: int) -> dict[str, float]:
         """TRPO on the meta-parameters; skip the iteration (keep the last good parameters)
         when anything is not finite."""
-        cfg = self.config
         try:
             valid = self._prepare(valid_raw)
         except FloatingPointError as exc:
             return self._skip(iteration, f"advantages not finite ({exc})")
+        with self._timed("outer"):
+            return self._trpo_update(valid, train_batches, iteration)
+
+    def _trpo_update(self, valid: TaskBatch, train_batches: list[TaskBatch],
+                     iteration: int) -> dict[str, float]:
+        cfg = self.config
         meta = [p.detach().requires_grad_(True) for p in self.meta_parameters()]
         theta, lrs = self._split(meta)
         trace: Trace = []

@@ -14,7 +14,6 @@ writes ``benchmarks/results/rl2_bandits.json`` and one learning-curve PNG per se
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,13 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from metarl.agents.classic import bandit_probs, run_bandit, tune_ucb_c  # noqa: E402
 from rl2_common import (  # noqa: E402
     RESULTS,
+    add_run_arguments,
     ci,
     fmt,
     load_preset_config,
     plot_learning_curve,
-    print_table,
+    report,
+    rl2_cell,
     train_or_load,
-    write_json,
 )
 
 #: RL² paper Table 1 (random / Gittins / UCB1 / RL²), total reward per trial.
@@ -91,49 +91,25 @@ def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool =
     }
 
 
-def _rl2_cell(r: dict) -> str:
-    """RL² (ours), marked when the checkpoint had not finished its planned iterations."""
-    if r.get("finished", True):
-        return fmt(r["rl2"])
-    return f"{fmt(r['rl2'])} (partial: it {r['iterations']}/{r['planned_iterations']})"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--setups", nargs="+", default=["k5_n10", "k10_n100"],
                         choices=sorted(PAPER), help="which setups to report")
-    parser.add_argument("--train", nargs="*", default=None, metavar="SETUP",
-                        help="train (or continue) these setups (all listed in --setups when "
-                             "given without names); otherwise checkpoints must exist")
-    parser.add_argument("--instances", type=int, default=1000)
-    parser.add_argument("--partial", action="store_true",
-                        help="evaluate an unfinished checkpoint as it is (reported as such)")
-    parser.add_argument("--seed", type=int, default=2024, help="evaluation seed")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     train = set(args.setups if args.train == [] else (args.train or []))
     results = [run_setup(s, s in train, args.instances, args.seed, args.partial)
                for s in args.setups]
     out = RESULTS / "rl2_bandits.json"
-    merged = {}
-    if out.exists():  # keep setups this invocation did not rerun
-        merged = {r["setup"]: r for r in json.loads(out.read_text()).get("results", [])}
-    merged.update({r["setup"]: r for r in results})
     header = ["setup", "random", "UCB1 (c=1)", "UCB1 (tuned c)", "Thompson", "RL² (ours)",
               "RL² (paper)"]
-    rows = [[f"k={r['arms']}, n={r['pulls']}", fmt(r["random"]), fmt(r["ucb1"]),
-             f"{fmt(r['ucb1_tuned'])} (c={r['ucb1_tuned_c']:g})", fmt(r["thompson"]),
-             _rl2_cell(r), f"{r['paper']['rl2']:.1f}"]
-            for r in sorted(merged.values(), key=lambda r: r["pulls"])]
-    print("\nTotal reward per trial, mean ± 95% CI over held-out bandits "
-          f"({', '.join(str(r['instances']) for r in merged.values())})")
-    table = print_table(header, rows)
-    for r in merged.values():
-        if r["target"] is not None:
-            print(f"  {r['setup']}: RL² {r['rl2']['mean']:.2f} vs target {r['target']} -> "
-                  f"{'MET' if r['meets_target'] else 'NOT MET'}")
-    write_json(out, {"benchmark": "rl2_bandits", "table_markdown": table,
-                     "results": list(merged.values())})
-    print(f"wrote {out}")
+
+    def row(r: dict) -> list[str]:
+        return [f"k={r['arms']}, n={r['pulls']}", fmt(r["random"]), fmt(r["ucb1"]),
+                f"{fmt(r['ucb1_tuned'])} (c={r['ucb1_tuned_c']:g})", fmt(r["thompson"]),
+                rl2_cell(r), f"{r['paper']['rl2']:.1f}"]
+
+    report(out, "rl2_bandits", results, header, row, "pulls", "bandits")
     return 0
 
 

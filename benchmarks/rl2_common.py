@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from metarl.agents.rl2 import RL2, RL2Config
 
-from metarl.config import config_to_dict, resolve_config
+from metarl.config import config_to_dict, resolve_config, same_results_config
 from metarl.evaluation import mean_ci95
 from metarl.family import TaskFamily
 from metarl.registry import make_family
@@ -56,7 +56,7 @@ def train_or_load(name: str, cfg: RL2Config, family: TaskFamily, train: bool,
     evals: list[dict[str, float]] = []
     if ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if state["config"] == config_to_dict(cfg):
+        if same_results_config(state["config"], config_to_dict(cfg)):
             agent.load_state_dict(state)
             if curve_path.exists():
                 evals = json.loads(curve_path.read_text())
@@ -166,3 +166,42 @@ def plot_learning_curve(name: str, title: str, history: list[dict[str, float]],
 def write_json(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1))
+
+
+def add_run_arguments(parser: Any) -> None:
+    """The options both RL² table benchmarks take."""
+    parser.add_argument("--train", nargs="*", default=None, metavar="SETUP",
+                        help="train (or continue) these setups (all of --setups when given "
+                             "without names); otherwise checkpoints must exist")
+    parser.add_argument("--instances", type=int, default=1000)
+    parser.add_argument("--partial", action="store_true",
+                        help="evaluate an unfinished checkpoint as it is (reported as such)")
+    parser.add_argument("--seed", type=int, default=2024, help="evaluation seed")
+
+
+def rl2_cell(r: dict[str, Any]) -> str:
+    """RL² (ours), marked when the checkpoint had not finished its planned iterations."""
+    if r.get("finished", True):
+        return fmt(r["rl2"])
+    return f"{fmt(r['rl2'])} (partial: it {r['iterations']}/{r['planned_iterations']})"
+
+
+def report(out: Path, benchmark: str, results: list[dict[str, Any]], header: list[str],
+           make_row: Callable[[dict[str, Any]], list[str]], order: str, what: str) -> None:
+    """Merge ``results`` into ``out`` (keeping setups not rerun), print the table and the
+    target verdicts, and write the JSON."""
+    merged: dict[str, dict[str, Any]] = {}
+    if out.exists():
+        merged = {r["setup"]: r for r in json.loads(out.read_text()).get("results", [])}
+    merged.update({r["setup"]: r for r in results})
+    rows = [make_row(r) for r in sorted(merged.values(), key=lambda r: r[order])]
+    print(f"\nTotal reward per trial, mean ± 95% CI over held-out {what} "
+          f"({', '.join(str(r['instances']) for r in merged.values())})")
+    table = print_table(header, rows)
+    for r in merged.values():
+        if r["target"] is not None:
+            print(f"  {r['setup']}: RL² {r['rl2']['mean']:.2f} vs target {r['target']} -> "
+                  f"{'MET' if r['meets_target'] else 'NOT MET'}")
+    write_json(out, {"benchmark": benchmark, "table_markdown": table,
+                     "results": list(merged.values())})
+    print(f"wrote {out}")

@@ -14,7 +14,6 @@ bandits' Thompson column has no separate entry here. Prints the table, writes
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,13 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from metarl.agents.classic import mdp_params, run_tabular  # noqa: E402
 from rl2_common import (  # noqa: E402
     RESULTS,
+    add_run_arguments,
     ci,
     fmt,
     load_preset_config,
     plot_learning_curve,
-    print_table,
+    report,
+    rl2_cell,
     train_or_load,
-    write_json,
 )
 
 #: RL² paper Table 2 (random / best baseline / RL²), total reward per trial.
@@ -84,48 +84,25 @@ def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool =
     }
 
 
-def _rl2_cell(r: dict) -> str:
-    """RL² (ours), marked when the checkpoint had not finished its planned iterations."""
-    if r.get("finished", True):
-        return fmt(r["rl2"])
-    return f"{fmt(r['rl2'])} (partial: it {r['iterations']}/{r['planned_iterations']})"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--setups", nargs="+", default=["n10"], choices=sorted(PAPER))
-    parser.add_argument("--train", nargs="*", default=None, metavar="SETUP",
-                        help="train (or continue) these setups (all of --setups when given "
-                             "without names); otherwise checkpoints must exist")
-    parser.add_argument("--instances", type=int, default=1000)
-    parser.add_argument("--partial", action="store_true",
-                        help="evaluate an unfinished checkpoint as it is (reported as such)")
-    parser.add_argument("--seed", type=int, default=2024, help="evaluation seed")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     train = set(args.setups if args.train == [] else (args.train or []))
     results = [run_setup(s, s in train, args.instances, args.seed, args.partial)
                for s in args.setups]
     out = RESULTS / "rl2_tabular.json"
-    merged = {}
-    if out.exists():  # keep setups this invocation did not rerun
-        merged = {r["setup"]: r for r in json.loads(out.read_text()).get("results", [])}
-    merged.update({r["setup"]: r for r in results})
     header = ["setup", "random", "PSRL", "Thompson", "RL² (ours)", "RL² (paper)",
               "best baseline (paper)"]
-    rows = [[f"n={r['episodes_per_trial']} episodes", fmt(r["random"]), fmt(r["psrl"]),
-             "— (= PSRL)", _rl2_cell(r), f"{r['paper']['rl2']:.1f}",
-             f"{r['paper']['best_baseline']:.1f} ({r['paper']['best_baseline_name']})"]
-            for r in sorted(merged.values(), key=lambda r: r["episodes_per_trial"])]
-    print("\nTotal reward per trial, mean ± 95% CI over held-out MDPs "
-          f"({', '.join(str(r['instances']) for r in merged.values())})")
-    table = print_table(header, rows)
-    for r in merged.values():
-        if r["target"] is not None:
-            print(f"  {r['setup']}: RL² {r['rl2']['mean']:.2f} vs target {r['target']} -> "
-                  f"{'MET' if r['meets_target'] else 'NOT MET'}")
-    write_json(out, {"benchmark": "rl2_tabular", "table_markdown": table,
-                     "results": list(merged.values())})
-    print(f"wrote {out}")
+
+    def row(r: dict) -> list[str]:
+        paper = r["paper"]
+        return [f"n={r['episodes_per_trial']} episodes", fmt(r["random"]), fmt(r["psrl"]),
+                "— (= PSRL)", rl2_cell(r), f"{paper['rl2']:.1f}",
+                f"{paper['best_baseline']:.1f} ({paper['best_baseline_name']})"]
+
+    report(out, "rl2_tabular", results, header, row, "episodes_per_trial", "MDPs")
     return 0
 
 

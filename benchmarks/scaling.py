@@ -68,16 +68,26 @@ def iteration_phases(family_id: str, workers: int, iterations: int, quick: bool)
     """Mean seconds per MAML meta-iteration in each phase, with ``workers`` Ray actors (0 = local)."""
     from metarl.agents.maml import MAMLAgent, MAMLConfig
 
-    cfg = MAMLConfig(family=family_id, seed=0, workers=workers,
-                     meta_batch_size=10 if quick else 40, episodes_per_task=10 if quick else 20)
-    agent = MAMLAgent(cfg)
+    from metarl.config import make_config
+
+    cfg = make_config(MAMLConfig, {"family": family_id, "seed": 0, "workers": workers,
+                                   "meta_batch_size": 10 if quick else 40,
+                                   "episodes_per_task": 10 if quick else 20})
+    family = metarl.make_family(cfg.family)
+    split = family.split(cfg.num_train_tasks, cfg.num_test_tasks, cfg.split_seed)
+    agent = MAMLAgent(cfg, family, split.train, split.test)
     sums: dict[str, float] = {}
-    for it in range(iterations):
-        metrics = agent.train_iteration(it)
-        for key, value in metrics.items():
-            if key.startswith("time/"):
-                sums[key] = sums.get(key, 0.0) + float(value)
-    agent.close()
+    try:
+        agent.train_iteration(0)  # warm-up: actor start, engine caches
+        for it in range(1, iterations + 1):
+            t0 = time.perf_counter()
+            metrics = agent.train_iteration(it)
+            sums["time/iteration_s"] = sums.get("time/iteration_s", 0.0) + time.perf_counter() - t0
+            for key, value in metrics.items():
+                if key.startswith("time/phase_") or key in ("time/sample_s", "time/update_s"):
+                    sums[key] = sums.get(key, 0.0) + float(value)
+    finally:
+        agent.close()
     return {k: v / iterations for k, v in sums.items()}
 
 

@@ -82,6 +82,19 @@ class RunConfig:
     eval_episodes: int = 20
 
 
+#: Keys that choose how a run executes, not what it computes: sampling on Ray or locally
+#: gives the same batches, and so do the generic and fast engines. A checkpoint stays
+#: valid when only these differ (resume with more workers, say).
+EXECUTION_KEYS = frozenset({"workers", "ray_address", "engine", "torch_threads"})
+
+
+def same_results_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two config dicts describe the same computation (execution keys aside)."""
+    def strip(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if k not in EXECUTION_KEYS}
+    return strip(a) == strip(b)
+
+
 @dataclasses.dataclass(frozen=True)
 class Preset:
     """A parsed preset file."""
