@@ -57,3 +57,28 @@ def test_actor_killed_mid_iteration_is_replaced_and_the_run_goes_on(caplog):
     assert sampler.restarts >= 1 and "replacing it" in caplog.text
     # Re-sampled chunks use the same per-task seeds, so nothing changed.
     assert [m["return/post"] for m in metrics] == [m["return/post"] for m in reference]
+
+
+def test_dead_cluster_is_a_clear_error_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    from metarl.distributed import RaySampler, SamplingError
+    from metarl.runs import create_run, load_checkpoint, train_run
+
+    real_sample, calls = RaySampler.sample, []
+
+    def sample_then_lose_cluster(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:  # iteration 2 starts: every worker is gone and none comes back
+            for actor in self.actors:
+                ray.kill(actor)
+            self.max_retries = 0
+        return real_sample(self, *args, **kwargs)
+
+    monkeypatch.setattr(RaySampler, "sample", sample_then_lose_cluster)
+    run = create_run("maml", overrides={**TINY, "workers": 2, "num_iterations": 4,
+                                        "checkpoint_every": 1}, out=tmp_path / "run")
+    with pytest.raises(SamplingError, match="giving up"):
+        train_run(run, progress=False)
+    checkpoint = load_checkpoint(run.path / "checkpoint.pt")
+    assert checkpoint["iteration"] == 1  # the last finished iteration, intact
+    if ray.is_initialized():
+        ray.shutdown()
