@@ -95,11 +95,9 @@ class RandParamsBase(DynamicsFamily):
                 {"reward_forward": v, "reward_ctrl": -ctrl, "x_velocity": v})
 
 
-class HopperRandParams(RandParamsBase):
-    family_id = "metarl/HopperRandParams-v0"
-    source = "varibad / rand_param_envs HopperRandParamsEnv (gym Hopper-v2 reward)"
-    description = "Hopper hops forward; mass, inertia, damping and friction vary per task"
-    model_file = "hopper.xml"
+class _PlanarWalkerRandParams(RandParamsBase):
+    """Hopper and Walker2d: gym's planar-walker frame skip, reset noise and observation."""
+
     frame_skip = 4
     reset_qpos_noise = 5e-3
     reset_qvel_noise = 5e-3
@@ -107,6 +105,13 @@ class HopperRandParams(RandParamsBase):
 
     def observe(self, sim: SimBatch, params: Params) -> np.ndarray:
         return np.concatenate([sim.qpos[:, 1:], np.clip(sim.qvel, -10.0, 10.0)], axis=1)
+
+
+class HopperRandParams(_PlanarWalkerRandParams):
+    family_id = "metarl/HopperRandParams-v0"
+    source = "varibad / rand_param_envs HopperRandParamsEnv (gym Hopper-v2 reward)"
+    description = "Hopper hops forward; mass, inertia, damping and friction vary per task"
+    model_file = "hopper.xml"
 
     def terminated(self, sim: SimBatch, params: Params) -> np.ndarray:
         state = np.concatenate([sim.qpos, sim.qvel], axis=1)
@@ -116,18 +121,11 @@ class HopperRandParams(RandParamsBase):
         return ~healthy
 
 
-class Walker2dRandParams(RandParamsBase):
+class Walker2dRandParams(_PlanarWalkerRandParams):
     family_id = "metarl/Walker2dRandParams-v0"
     source = "varibad / rand_param_envs Walker2DRandParamsEnv (gym Walker2d-v2 reward)"
     description = "Planar biped walks forward; mass, inertia, damping and friction vary per task"
     model_file = "walker2d.xml"
-    frame_skip = 4
-    reset_qpos_noise = 5e-3
-    reset_qvel_noise = 5e-3
-    reset_qvel_normal = False
-
-    def observe(self, sim: SimBatch, params: Params) -> np.ndarray:
-        return np.concatenate([sim.qpos[:, 1:], np.clip(sim.qvel, -10.0, 10.0)], axis=1)
 
     def terminated(self, sim: SimBatch, params: Params) -> np.ndarray:
         height, pitch = sim.qpos[:, 1], sim.qpos[:, 2]
