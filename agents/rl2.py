@@ -23,11 +23,13 @@ the end of the previous one, exactly as if the padding did not exist.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -43,7 +45,7 @@ from metarl.errors import CheckpointError, ConfigError
 from metarl.evaluation import AdaptationResult
 from metarl.family import TaskFamily
 from metarl.rollout import EpisodeBatch, Policy, StepContext
-from metarl.runs import MetaAgent, register_agent
+from metarl.runs import MetaAgent, atomic_write_bytes, register_agent
 from metarl.task import Task
 
 # --------------------------------------------------------------------------------------
@@ -542,11 +544,11 @@ class RL2(MetaAgent):
         self.history = [dict(h) for h in state["history"]]
 
     def save(self, path: str) -> None:
-        """Write a checkpoint atomically (temp file + rename): a crash never leaves half a file."""
+        """Write a checkpoint atomically: a crash never leaves half a file."""
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        buf = io.BytesIO()
+        torch.save(self.state_dict(), buf)
+        atomic_write_bytes(Path(path), buf.getvalue())
 
     @classmethod
     def load(cls, path: str, family: TaskFamily, train_tasks: Sequence[Task] = ()) -> RL2:

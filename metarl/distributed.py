@@ -79,8 +79,8 @@ def concat_batches(parts: Sequence[EpisodeBatch]) -> EpisodeBatch:
     for part in parts:
         offsets.append(total)
         total += len(part.tasks)
-    cat = {name: torch.cat([getattr(p, name) for p in parts], dim=1) for name in
-           ("obs", "actions", "rewards", "terminated", "dones", "mask", "log_probs")}
+    cat = {name: torch.cat([getattr(p, name) for p in parts], dim=1)
+           for name in EpisodeBatch.TIME_BATCH_FIELDS}
     task_index = torch.cat([p.task_index + off for p, off in zip(parts, offsets, strict=True)])
     keys = set().union(*(p.infos for p in parts))
     infos = {k: torch.cat([p.infos.get(k, torch.zeros_like(p.rewards)) for p in parts], dim=1)

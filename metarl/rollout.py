@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -147,6 +147,10 @@ class EpisodeBatch:
     episodes_per_trial: int = 1
     infos: dict[str, torch.Tensor] = field(default_factory=dict)  # key -> (T, N)
 
+    #: The ``(T, N, ...)`` tensor fields: what slicing, moving or joining a batch touches.
+    TIME_BATCH_FIELDS: ClassVar[tuple[str, ...]] = (
+        "obs", "actions", "rewards", "terminated", "dones", "mask", "log_probs")
+
     @property
     def num_steps(self) -> int:
         """Real environment steps in the batch (mask sum)."""
@@ -168,19 +172,17 @@ class EpisodeBatch:
         """The columns of some tasks (in the given order), as a new batch."""
         cols = torch.cat([torch.nonzero(self.task_index == i).flatten() for i in task_ids])
         remap = {old: new for new, old in enumerate(task_ids)}
+        columns = {name: getattr(self, name)[:, cols] for name in self.TIME_BATCH_FIELDS}
         return EpisodeBatch(
-            obs=self.obs[:, cols], actions=self.actions[:, cols], rewards=self.rewards[:, cols],
-            terminated=self.terminated[:, cols], dones=self.dones[:, cols],
-            mask=self.mask[:, cols], log_probs=self.log_probs[:, cols],
-            task_index=torch.tensor([remap[int(i)] for i in self.task_index[cols]]),
+            **columns, task_index=torch.tensor([remap[int(i)] for i in self.task_index[cols]]),
             tasks=[self.tasks[i] for i in task_ids], horizon=self.horizon,
             episodes_per_trial=self.episodes_per_trial,
             infos={k: v[:, cols] for k, v in self.infos.items()},
         )
 
     def to(self, device: torch.device | str) -> EpisodeBatch:
-        moved = {name: getattr(self, name).to(device) for name in
-                 ("obs", "actions", "rewards", "terminated", "dones", "mask", "log_probs", "task_index")}
+        moved = {name: getattr(self, name).to(device)
+                 for name in (*self.TIME_BATCH_FIELDS, "task_index")}
         return EpisodeBatch(**moved, tasks=self.tasks, horizon=self.horizon,
                             episodes_per_trial=self.episodes_per_trial,
                             infos={k: v.to(device) for k, v in self.infos.items()})
