@@ -32,7 +32,9 @@ def plot_curves(curves: Sequence[Curve], path: str | Path, title: str = "",
             for xi, yi, b in zip(x, y, curve.budgets, strict=True):
                 ax.annotate(str(b), (xi, yi), textcoords="offset points", xytext=(0, 6),
                             fontsize=7, ha="center", color=line.get_color())
-    ax.set_xlabel("episodes of experience in the new task (labels: gradient steps)")
+    annotated = any(c.budget_unit == "inner steps" for c in curves)
+    ax.set_xlabel("episodes of experience in the new task"
+                  + (" (labels: gradient steps)" if annotated else ""))
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=10)
