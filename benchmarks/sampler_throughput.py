@@ -14,9 +14,8 @@ For HalfCheetah (``HalfCheetahVel-v0``) and Ant (``AntVel-v0``), closed loop wit
 (c) metarl's engine through :class:`metarl.rollout.Sampler` (full episodes, with its
     (time x batch) tensor bookkeeping).
 
-Also (d), "stepping_backends": ``engine.step`` alone (no policy) with each stepping
-backend the family can use (``mj_step`` on a thread pool; ``mujoco.rollout``), and a
-bare ``mujoco.rollout`` call per env step for reference.
+Also (d), "physics_only": ``engine.step`` alone (no policy), and a bare
+``mujoco.batch.Batch`` step per env step for reference.
 
 Prints env-steps/s and ratios as JSON and writes ``benchmarks/results/sampler_throughput.json``.
 Run when the machine is otherwise idle (``cat /proc/loadavg``); ``--quick`` for a short run::
@@ -37,9 +36,9 @@ from typing import Any
 
 import gymnasium as gym
 import mujoco
-import mujoco.rollout
 import numpy as np
 import torch
+from mujoco.batch import Batch
 from torch import nn
 
 import metarl
@@ -144,44 +143,29 @@ def engine(family: MujocoFamily, tasks: list, per_task: int, policy: MLPPolicy,
     return batch.num_steps / elapsed, batch.num_steps, batch.num_steps / cpu
 
 
-def stepping_backends(family: MujocoFamily, n: int, steps: int, threads: int) -> dict[str, float]:
-    """Env-steps/s of ``engine.step`` alone (no policy, no Sampler) for each stepping
-    backend the family can use, and of a bare ``mujoco.rollout`` call per env step
-    (physics and state copies only: what any backend could at best reach)."""
+def physics_only(family: MujocoFamily, n: int, steps: int, threads: int) -> dict[str, float]:
+    """Env-steps/s of ``engine.step`` alone (no policy, no Sampler), and of a bare
+    ``mujoco.batch.Batch`` of the same model stepped ``frame_skip`` substeps per call
+    (physics and state rows only: what the engine's stepping could at best reach)."""
     fs, m = family.frame_skip, family.base_model
     actions = np.clip(np.random.default_rng(0).standard_normal((steps, n, m.nu)), -1, 1)
-    rates: dict[str, float] = {}
-    backends = ["threads"] + (["rollout"] if family.stepping_backend() == "rollout" else [])
-    for stepping in backends:
-        eng = family.make_batch_engine(n, num_threads=threads, stepping=stepping)
-        eng.reset(np.arange(n))
-        active = np.ones(n, dtype=bool)
-        start = time.perf_counter()
-        for k in range(steps):
-            eng.step(actions[k], active)
-        rates[f"engine_step_{stepping}"] = round(n * steps / (time.perf_counter() - start))
-        if stepping == "threads":
-            spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
-            state = np.stack([_get_state(m, eng.sim.get_data(i), spec) for i in range(n)])
-        eng.close()
-    out = np.zeros((n, fs, state.shape[1]))
-    sens = np.zeros((n, fs, m.nsensordata))
-    datas = [mujoco.MjData(m) for _ in range(threads)]
-    with mujoco.rollout.Rollout(nthread=threads) as ro:
-        start = time.perf_counter()
-        for k in range(steps):
-            ctrl = np.repeat(actions[k][:, None, :], fs, axis=1)
-            ro.rollout([m] * n, datas, state, ctrl, nstep=fs, state=out, sensordata=sens,
-                       skip_checks=True)
-            state = out[:, -1].copy()
-        rates["bare_mujoco_rollout"] = round(n * steps / (time.perf_counter() - start))
+    eng = family.make_batch_engine(n, num_threads=threads)
+    eng.reset(np.arange(n))
+    active = np.ones(n, dtype=bool)
+    start = time.perf_counter()
+    for k in range(steps):
+        eng.step(actions[k], active)
+    rates = {"engine_step": round(n * steps / (time.perf_counter() - start))}
+    eng.close()
+    batch = Batch(m, n, nthread=threads)
+    batch.reset()
+    ctrl = batch.bind("ctrl")
+    start = time.perf_counter()
+    for k in range(steps):
+        ctrl[:] = actions[k]
+        batch.step(nstep=fs)
+    rates["bare_mujoco_batch"] = round(n * steps / (time.perf_counter() - start))
     return rates
-
-
-def _get_state(m: mujoco.MjModel, d: mujoco.MjData, spec: Any) -> np.ndarray:
-    out = np.zeros(mujoco.mj_stateSize(m, spec))
-    mujoco.mj_getState(m, d, out, spec)
-    return out
 
 
 def main() -> dict[str, Any]:
@@ -225,8 +209,8 @@ def main() -> dict[str, Any]:
         per_core, raw_cpu = (per_core_1 + per_core_2) / 2, (raw_cpu_1 + raw_cpu_2) / 2
         parallel = (parallel_1 + raw_parallel(family, physics, family.horizon, args.threads)) / 2
         limit = per_core * args.threads
-        backends = stepping_backends(family, args.tasks * args.episodes,
-                                     5 if args.quick else 20, max(args.threads, 2))
+        physics_rates = physics_only(family, args.tasks * args.episodes,
+                                     5 if args.quick else 20, args.threads)
         result[name] = {
             "family": family_id, "frame_skip": family.frame_skip, "horizon": horizon,
             "raw_mj_step_per_core": round(per_core), "raw_limit": round(limit),
@@ -235,7 +219,7 @@ def main() -> dict[str, Any]:
             "engine_over_raw_limit": round(fast / limit, 3),
             "engine_over_raw_parallel_measured": round(fast / parallel, 3),
             "engine_over_sync_vector_env": round(fast / sync, 2),
-            "stepping_backends": backends,
+            "physics_only": physics_rates,
             # Work per CPU-second (all threads): independent of how busy the machine is.
             # On idle cores the engine's wall rate approaches this x cores_used.
             "per_cpu_second": {

@@ -143,7 +143,7 @@ class AntBase(MujocoFamily):
     frame_skip = 5
     horizon = 100
     sim_fields = ("qpos", "qvel", "cfrc_ext")
-    needs_rne_post = True  # cfrc_ext is only filled by mj_rnePostConstraint
+    needs_rne_post = True  # reads cfrc_ext
     reset_qpos_noise = 0.1
     reset_qvel_noise = 0.1
     reset_qvel_normal = True

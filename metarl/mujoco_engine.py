@@ -10,54 +10,45 @@ functions on exactly the same stepping code (:class:`MujocoSim`):
 * :class:`MujocoBatchEngine`, the fast path behind ``family.make_batch_engine(n)``,
   which steps all N sub-envs in C across threads with the GIL released.
 
-Two stepping backends, chosen per family (``MujocoFamily.stepping``), both closed loop
-(one call per env step, ``frame_skip`` physics steps each):
+Stepping: one ``mujoco.batch.Batch`` holds the N sub-envs' states as rows (with each
+sub-env's solver warm start) and steps them in C on its own thread pool, the GIL
+released: a closed-loop call per env step, ``frame_skip`` physics steps each, with
+no Python per sub-env. Dynamics tasks give each sub-env its own ``MjModel``
+(``Batch.set_models``). The fields a family reads (``sim_fields``) are bound once:
+``qpos``/``qvel`` are live views of the state rows, derived fields (``cfrc_ext``,
+``cinert``, ...) are copied out after every call and describe the state before the
+last substep, as after ``mj_step`` on an ``MjData``. The single env is a batch of one
+on the calling thread, so both runtimes share every line of stepping code, and
+MuJoCo's batch is bit-identical to a loop of ``mj_step`` over one ``MjData`` each.
 
-* ``"rollout"``: ``mujoco.rollout.Rollout`` with its persistent C thread pool. The
-  full physics state of every sub-env lives in one ``(N, nstate)`` array; each call
-  copies states into per-thread scratch ``MjData``, steps, and copies them out, so
-  there is no Python per sub-env and the scratch data stay in cache. It returns only
-  the state, so it serves families whose functions read ``qpos``/``qvel`` only
-  (HalfCheetah, Hopper, Walker2d). The solver warm start restarts from zero at each
-  env step (the single env does the same, so both stay identical).
-* ``"threads"``: one ``MjData`` per sub-env, ``mj_step`` (+ ``mj_rnePostConstraint``
-  when ``cfrc_ext`` is read) on a persistent ``ThreadPoolExecutor`` over chunks of
-  sub-envs; every ``MjData`` field is available (Ant's contact forces, Humanoid's
-  ``cinert``/``cvel``/centre of mass). A few microseconds of Python per sub-env and
-  step, next to hundreds of microseconds of physics for those bodies.
-
-Measured on this 2-core machine, physics only, N = 800, one thread: HalfCheetah raw
-``mj_step`` loop on one MjData ~28.5k env-steps/s, 800 MjData stepped from Python
-~25.8k (cache misses + call overhead), ``mujoco.rollout`` ~30.3k; Ant 4.3k / 4.4k / 4.7k.
-Hence rollout where the state suffices and the thread pool elsewhere
-(``benchmarks/sampler_throughput.py`` reports both, "physics_only_stepping").
+``cfrc_ext`` (and ``cacc``/``cfrc_int``) are only filled by ``mj_rnePostConstraint``,
+which ``mj_step`` runs when the model has an acceleration sensor; a family that sets
+``needs_rne_post`` gets such a sensor added to its compiled model (a world-frame
+accelerometer, ``rne_probe``), so its contact forces are computed inside the step.
 
 Robustness: NaN actions become 0 and out-of-range actions are clipped to the
 actuator range (with a warning for NaN); a sub-env whose simulation diverges
 (MuJoCo's bad-qacc/qvel/qpos check, or a non-finite state) is reported with a
 warning, reset, marked ``terminated`` and flagged ``infos["unstable"] = 1``. MuJoCo
-resets a diverged ``MjData`` itself; the threads backend sees that as its warning
-counters (pre-set to a sentinel, which also keeps MuJoCo from printing and writing
-``MUJOCO_LOG.TXT``) being cleared, the rollout backend as the sub-env's clock not
-advancing by ``frame_skip`` substeps (MuJoCo's message goes to a scoped handler).
+resets a diverged simulation itself, which clears its warning counters: they are
+pre-set to a sentinel, so a cleared one marks the sub-env, and MuJoCo, which prints
+and writes ``MUJOCO_LOG.TXT`` only on a warning's first occurrence, stays quiet.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import mujoco
-import mujoco.rollout
 import numpy as np
+from mujoco.batch import Batch
 
 from metarl.family import MetaEnv, TaskFamily, TaskLike
 from metarl.task import Task
@@ -67,13 +58,13 @@ ASSETS = Path(__file__).resolve().parent.parent / "envs" / "assets"
 # Warning counters start at this value; mj_resetData (called by MuJoCo on a diverged
 # state) zeroes them, and mj_warning does not print or log while a counter is nonzero.
 _WARN_SENTINEL = 1 << 30
-_N_WARNINGS = len(mujoco.MjData(mujoco.MjModel.from_xml_string("<mujoco/>")).warning)
-_BADQACC = int(mujoco.mjtWarning.mjWARN_BADQACC)
-_FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS
-# mujoco.rollout zeroes warning counters itself, so during a rollout call MuJoCo's
-# warnings are routed to a Python handler instead of the console and MUJOCO_LOG.TXT;
-# the handler is process-wide, so calls that swap it are serialized.
-_HANDLER_LOCK = threading.Lock()
+# The warnings of a state MuJoCo found diverged (and reset).
+_DIVERGED = [int(w) for w in (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
+                              mujoco.mjtWarning.mjWARN_BADQACC)]
+# Sensors whose evaluation makes mj_step run mj_rnePostConstraint (fills cfrc_ext).
+_RNE_SENSORS = {mujoco.mjtSensor.mjSENS_ACCELEROMETER, mujoco.mjtSensor.mjSENS_FORCE,
+                mujoco.mjtSensor.mjSENS_TORQUE, mujoco.mjtSensor.mjSENS_FRAMELINACC,
+                mujoco.mjtSensor.mjSENS_FRAMEANGACC}
 
 
 def assets_dir() -> Path:
@@ -86,16 +77,22 @@ def assets_dir() -> Path:
         return ASSETS
 
 
-_MODEL_CACHE: dict[str, mujoco.MjModel] = {}
+_MODEL_CACHE: dict[tuple[str, bool], mujoco.MjModel] = {}
 
 
-def load_model(name: str) -> mujoco.MjModel:
+def load_model(name: str, rne_probe: bool = False) -> mujoco.MjModel:
     """Compile ``assets/<name>`` once per process; callers must not mutate the result
-    (dynamics families copy it first)."""
+    (dynamics families copy it first). ``rne_probe`` adds a world-frame accelerometer
+    when the model has no sensor that makes ``mj_step`` compute ``cfrc_ext``."""
     path = Path(name) if os.path.isabs(name) else assets_dir() / name
-    key = str(path)
+    key = (str(path), bool(rne_probe))
     if key not in _MODEL_CACHE:
-        _MODEL_CACHE[key] = mujoco.MjModel.from_xml_path(key)
+        spec = mujoco.MjSpec.from_file(str(path))
+        if rne_probe and not any(s.type in _RNE_SENSORS for s in spec.sensors):
+            spec.worldbody.add_site(name="rne_probe")
+            spec.add_sensor(name="rne_probe", type=mujoco.mjtSensor.mjSENS_ACCELEROMETER,
+                            objtype=mujoco.mjtObj.mjOBJ_SITE, objname="rne_probe")
+        _MODEL_CACHE[key] = spec.compile()
     return _MODEL_CACHE[key]
 
 
@@ -148,20 +145,17 @@ class MujocoFamily(TaskFamily):
     frame_skip: int = 5
     #: ``MjData`` fields the vectorized functions read (gathered after every step).
     sim_fields: tuple[str, ...] = ("qpos", "qvel")
-    #: call ``mj_rnePostConstraint`` after stepping (for ``cfrc_ext``/``cacc``/``cfrc_int``).
-    needs_rne_post: bool = False
+    #: the functions read ``cfrc_ext``/``cacc``/``cfrc_int``, which ``mj_rnePostConstraint``
+    #: fills: the compiled model gets an accelerometer so that ``mj_step`` runs it.
+    needs_rne_post: ClassVar[bool] = False
     #: reset: ``qpos0 + U(-s, s)``; ``qvel = s' · N(0, 1)`` (or ``U(-s', s')``) as in Gymnasium.
     reset_qpos_noise: float = 0.1
     reset_qvel_noise: float = 0.1
     reset_qvel_normal: bool = True
-    #: how N sub-envs are stepped: ``"rollout"`` (mujoco.rollout, state in/out in C),
-    #: ``"threads"`` (mj_step per MjData on a thread pool) or ``"auto"``: rollout when
-    #: the functions read only ``qpos``/``qvel``, threads when they need other fields.
-    stepping: ClassVar[str] = "auto"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.base_model = load_model(self.model_file)
+        self.base_model = load_model(self.model_file, rne_probe=self.needs_rne_post)
         self._dt = float(self.base_model.opt.timestep) * self.frame_skip
         self._obs_dim: int | None = None
 
@@ -198,7 +192,7 @@ class MujocoFamily(TaskFamily):
 
     def obs_dim(self) -> int:
         if self._obs_dim is None:
-            sim = MujocoSim(self, 1, num_threads=0)
+            sim = MujocoSim(self, 1)
             sim.set_tasks([self.default_task()])
             self._obs_dim = int(sim.reset_envs(np.array([0]), [np.random.default_rng(0)]).shape[1])
         return self._obs_dim
@@ -212,17 +206,9 @@ class MujocoFamily(TaskFamily):
     def make_env(self, task: TaskLike | None = None, render_mode: str | None = None) -> MujocoEnv:
         return MujocoEnv(self, task, render_mode)
 
-    def make_batch_engine(self, num_envs: int, num_threads: int | None = None,
-                          stepping: str | None = None) -> MujocoBatchEngine:
+    def make_batch_engine(self, num_envs: int, num_threads: int | None = None) -> MujocoBatchEngine:
         """The fast path (picked up by ``metarl.rollout.make_engine(..., "auto")``)."""
-        return MujocoBatchEngine(self, num_envs, num_threads, stepping)
-
-    def stepping_backend(self) -> str:
-        """The stepping backend ``"auto"`` resolves to for this family."""
-        if self.stepping != "auto":
-            return self.stepping
-        state_only = set(self.sim_fields) <= {"qpos", "qvel"} and not self.needs_rne_post
-        return "rollout" if state_only else "threads"
+        return MujocoBatchEngine(self, num_envs, num_threads)
 
 
 class DynamicsFamily(MujocoFamily):
@@ -276,118 +262,85 @@ def sanitize_actions(actions: np.ndarray, low: np.ndarray, high: np.ndarray,
 
 
 class MujocoSim:
-    """N sub-envs of one family: their models, data, task parameters and the stepping
-    code shared by the single env and the batched engine."""
+    """N sub-envs of one family on one ``mujoco.batch.Batch``: their models, states, task
+    parameters and the stepping code shared by the single env and the batched engine."""
 
-    def __init__(self, family: MujocoFamily, num_envs: int, num_threads: int = 0,
-                 stepping: str | None = None) -> None:
+    def __init__(self, family: MujocoFamily, num_envs: int, num_threads: int = 1) -> None:
         self.family = family
         self.num_envs = n = int(num_envs)
         if n < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         base = family.base_model
-        self.stepping = stepping or family.stepping_backend()
-        if self.stepping not in ("rollout", "threads"):
-            raise ValueError(f"stepping must be 'rollout' or 'threads', got {self.stepping!r}")
+        self.num_threads = max(1, int(num_threads))
+        # Batch's nthread counts the calling thread; 0 would mean "all CPUs".
+        self._batch: Batch | None = Batch(base, n, nthread=self.num_threads)
         self.models: list[mujoco.MjModel] = [base] * n
-        # The threads backend keeps one MjData per sub-env; the rollout backend keeps the
-        # states in an array and needs one MjData only, for resets and snapshots.
-        self.datas = [mujoco.MjData(base) for _ in range(n if self.stepping == "threads" else 1)]
         self.tasks: list[Task | None] = [None] * n
         self.params: dict[str, np.ndarray] = {}
         self.ctrl_low = base.actuator_ctrlrange[:, 0].copy()
         self.ctrl_high = base.actuator_ctrlrange[:, 1].copy()
         self.fields = tuple(family.sim_fields)
-        probe = self.datas[0]
-        self.buffers = {f: np.zeros((n, *np.shape(getattr(probe, f)))) for f in self.fields}
-        self.state = SimBatch(self.buffers)
-        # Row views of the batch buffers paired with views into each MjData: they stay
-        # valid for the life of the MjData, and caching them keeps the hot loop short.
-        self._ctrl_buf = np.zeros((n, base.nu))
-        self._copies = [[(self.buffers[f][i], getattr(d, f)) for f in self.fields]
-                        for i, d in enumerate(self.datas)] if self.stepping == "threads" else []
-        self._ctrl = [(d.ctrl, self._ctrl_buf[i]) for i, d in enumerate(self.datas)]
-        self._warn = [d.warning[_BADQACC] for d in self.datas]
+        # Live (N, ...) views: qpos/qvel are the state rows, the other fields are copied
+        # out by every call (one substep behind the state, as after mj_step).
+        self.state = SimBatch({f: self._batch.bind(f) for f in self.fields})
+        self._qpos, self._qvel = self._batch.bind("qpos"), self._batch.bind("qvel")
+        self._ctrl = self._batch.bind("ctrl")
+        self._warning = self._batch.warning  # (N, nwarning, 2): lastinfo, number
         self._rngs: list[np.random.Generator] = [np.random.default_rng(i) for i in range(n)]
         self.obs: np.ndarray | None = None
         self._all = np.arange(n)
-        self.num_threads = int(num_threads)
-        if self.stepping == "rollout" and not set(self.fields) <= {"qpos", "qvel"}:
-            raise ValueError(f"{family.id}: stepping='rollout' only provides qpos/qvel, but the "
-                             f"family reads {self.fields}; use stepping='threads'")
-        self._pool: ThreadPoolExecutor | None = None
-        self._roll: mujoco.rollout.Rollout | None = None
-        if self.stepping == "threads" and self.num_threads > 1:
-            self._pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix="metarl-mj")
-        if self.stepping == "rollout":
-            # Full physics state of every sub-env (time, qpos, qvel, act, ...); rollout
-            # steps it on per-thread scratch MjData with a persistent C thread pool.
-            nstate = mujoco.mj_stateSize(base, _FULLPHYSICS)
-            self._state = np.zeros((n, nstate))
-            self._out = np.zeros((n, family.frame_skip, nstate))
-            self._ctrl3 = np.zeros((n, family.frame_skip, base.nu))
-            self._sens = np.zeros((n, family.frame_skip, base.nsensordata))
-            threads = self.num_threads if self.num_threads > 1 else 0
-            self._roll = mujoco.rollout.Rollout(nthread=threads)
-            self._scratch = [mujoco.MjData(base) for _ in range(max(1, threads))]
-            self._substeps_time = family.frame_skip * base.opt.timestep
-            self._half_timestep = 0.5 * base.opt.timestep
-            self._qpos_slice = slice(1, 1 + base.nq)  # state layout: time, qpos, qvel, ...
-            self._qvel_slice = slice(1 + base.nq, 1 + base.nq + base.nv)
-        for d in self.datas:
-            self._arm(d)
+        self._arm(self._all)
 
     # ---- tasks -------------------------------------------------------------------------
     def set_tasks(self, tasks: Sequence[Task]) -> None:
         if len(tasks) != self.num_envs:
             raise ValueError(f"expected {self.num_envs} tasks, got {len(tasks)}")
+        changed = False
         for i, task in enumerate(tasks):
             if self.tasks[i] != task:
                 self.tasks[i] = task
-                self.models[i] = self.family.model_for_task(task)
+                model = self.family.model_for_task(task)
+                changed |= model is not self.models[i]
+                self.models[i] = model
+        if changed:
+            base = self.family.base_model
+            self._live.set_models(None if all(m is base for m in self.models) else self.models)
         self.params = self.family.task_arrays(self.tasks)  # type: ignore[arg-type]
 
+    @property
+    def _live(self) -> Batch:
+        if self._batch is None:
+            raise RuntimeError(f"{self.family.id}: this simulator batch was closed")
+        return self._batch
+
     # ---- reset -------------------------------------------------------------------------
-    @staticmethod
-    def _arm(d: mujoco.MjData) -> None:
-        for k in range(_N_WARNINGS):
-            d.warning[k].number = _WARN_SENTINEL
+    def _arm(self, idx: np.ndarray) -> None:
+        self._warning[idx, :, 1] = _WARN_SENTINEL
 
-    def _reset_one(self, i: int) -> None:
-        fam, m, d, rng = self.family, self.models[i], self._data_for(i), self._rngs[i]
-        mujoco.mj_resetData(m, d)
-        d.qpos[:] = m.qpos0 + rng.uniform(-fam.reset_qpos_noise, fam.reset_qpos_noise, m.nq)
-        if fam.reset_qvel_normal:
-            d.qvel[:] = fam.reset_qvel_noise * rng.standard_normal(m.nv)
-        else:
-            d.qvel[:] = rng.uniform(-fam.reset_qvel_noise, fam.reset_qvel_noise, m.nv)
-        mujoco.mj_forward(m, d)
-        if fam.needs_rne_post:
-            mujoco.mj_rnePostConstraint(m, d)
-        self._arm(d)
-        self._store(i, d)
-
-    def _data_for(self, i: int) -> mujoco.MjData:
-        return self.datas[i] if self._roll is None else self.datas[0]
-
-    def _store(self, i: int, d: mujoco.MjData) -> None:
-        """Copy sub-env ``i``'s state from ``d`` into the batch buffers (and state array)."""
-        if self._roll is None:
-            for dst, src in self._copies[i]:
-                dst[...] = src
-        else:
-            mujoco.mj_getState(self.models[i], d, self._state[i], _FULLPHYSICS)
-            self.buffers["qpos"][i] = d.qpos
-            self.buffers["qvel"][i] = d.qvel
+    def _reset(self, idx: np.ndarray) -> None:
+        """Default state plus the family's reset noise (drawn from each sub-env's
+        generator, in the order Gymnasium draws it), then ``mj_forward``."""
+        fam, batch = self.family, self._live
+        batch.reset(idx, stage=mujoco.mjtStage.mjSTAGE_NONE.value)
+        for i in idx:
+            m, rng = self.models[i], self._rngs[i]
+            self._qpos[i] = m.qpos0 + rng.uniform(-fam.reset_qpos_noise, fam.reset_qpos_noise, m.nq)
+            if fam.reset_qvel_normal:
+                self._qvel[i] = fam.reset_qvel_noise * rng.standard_normal(m.nv)
+            else:
+                self._qvel[i] = rng.uniform(-fam.reset_qvel_noise, fam.reset_qvel_noise, m.nv)
+        batch.forward(idx)
+        self._arm(idx)
 
     def reset_envs(self, idx: np.ndarray, rngs: Sequence[np.random.Generator]) -> np.ndarray:
         """Reset sub-envs ``idx`` with their generators; return all observations."""
         if self.tasks[0] is None:
             raise RuntimeError("set_tasks must be called before reset")
+        idx = np.asarray(idx, dtype=np.int64)
         for i, rng in zip(idx, rngs, strict=True):
             self._rngs[int(i)] = rng
-            self._reset_one(int(i))
-        self._observe_all(np.asarray(idx))
+        self._reset(idx)
+        self._observe_all(idx)
         return self.obs  # type: ignore[return-value]
 
     def _observe_all(self, idx: np.ndarray) -> None:
@@ -397,122 +350,49 @@ class MujocoSim:
             sub = {k: v[idx] for k, v in self.params.items()}
             self.obs[idx] = self.family.observe(self.state.take(idx), sub)
 
-    # ---- step --------------------------------------------------------------------------
-    def _advance(self, idx: Sequence[int], bad: list[int]) -> None:
-        """Step sub-envs ``idx`` with the controls in ``_ctrl_buf`` (runs on a pool thread;
-        mj_step releases the GIL, so only these few lines of Python hold it)."""
-        models, datas, copies = self.models, self.datas, self._copies
-        ctrls, warns, fs = self._ctrl, self._warn, self.family.frame_skip
-        step, rne = mujoco.mj_step, mujoco.mj_rnePostConstraint
-        post = self.family.needs_rne_post
-        for i in idx:
-            d, m = datas[i], models[i]
-            dst, src = ctrls[i]
-            dst[:] = src
-            step(m, d, fs)
-            if post:
-                rne(m, d)
-            if warns[i].number != _WARN_SENTINEL:
-                bad.append(i)
-            for dst, src in copies[i]:
-                dst[...] = src
-
-    def _advance_rollout(self, idx: np.ndarray, full: bool, bad: list[int]) -> None:
-        """Step sub-envs ``idx`` with one mujoco.rollout call (the GIL released inside)."""
-        fs = self.family.frame_skip
-        if full:
-            models, state0, out = self.models, self._state, self._out
-            ctrl3, sens = self._ctrl3, self._sens
-            ctrl3[:] = self._ctrl_buf[:, None, :]
-            t0 = state0[:, 0].copy()
-        else:
-            models = [self.models[i] for i in idx]
-            state0 = self._state[idx]
-            out = np.empty((len(idx), *self._out.shape[1:]))
-            sens = np.empty((len(idx), *self._sens.shape[1:]))
-            ctrl3 = np.repeat(self._ctrl_buf[idx][:, None, :], fs, axis=1)
-            t0 = state0[:, 0]
-        messages: list[str] = []
-        with _HANDLER_LOCK:
-            previous = mujoco.get_mju_user_warning()
-            mujoco.set_mju_user_warning(messages.append)
-            try:
-                self._roll.rollout(models, self._scratch, state0, ctrl3,  # type: ignore[union-attr]
-                                   nstep=fs, state=out, sensordata=sens, skip_checks=True)
-            finally:
-                mujoco.set_mju_user_warning(previous)
-        final = out[:, -1]
-        if full:
-            self._state[:] = final
-            self.buffers["qpos"][:] = final[:, self._qpos_slice]
-            self.buffers["qvel"][:] = final[:, self._qvel_slice]
-        else:
-            self._state[idx] = final
-            self.buffers["qpos"][idx] = final[:, self._qpos_slice]
-            self.buffers["qvel"][idx] = final[:, self._qvel_slice]
-        # MuJoCo resets a diverged MjData (time back to 0) and rollout then stops stepping
-        # it: a clock that did not advance by frame_skip substeps marks the sub-env unstable.
-        # (All models of a family share the timestep; rand params do not scale it.)
-        jumped = np.abs(final[:, 0] - t0 - self._substeps_time) > self._half_timestep
-        if messages or jumped.any():
-            bad.extend(int(i) for i in idx[jumped])
-            if not jumped.any():
-                warnings.warn(f"{self.family.id}: MuJoCo warning: {messages[0]}",
-                              RuntimeWarning, stacklevel=4)
-
+    # ---- state access (tests, scripted starts, rendering) -----------------------------
     def set_state(self, i: int, qpos: np.ndarray | None = None,
                   qvel: np.ndarray | None = None) -> None:
-        """Overwrite sub-env ``i``'s joint positions / velocities (tests, scripted starts);
-        the observation is refreshed at the next step."""
-        m, d = self.models[i], self.get_data(i)
+        """Overwrite sub-env ``i``'s joint positions / velocities; derived fields are
+        recomputed (``mj_forward``) and the observation refreshes at the next step. A
+        diverged state is caught (reset and flagged) by the next step."""
         if qpos is not None:
-            d.qpos[:] = qpos
+            self._qpos[i] = qpos
         if qvel is not None:
-            d.qvel[:] = qvel
-        if np.isfinite(d.qpos).all() and np.isfinite(d.qvel).all():
-            mujoco.mj_forward(m, d)  # derived fields (xpos, cfrc_ext, ...) for the new state
-        self._store(i, d)
+            self._qvel[i] = qvel
+        if np.isfinite(self._qpos[i]).all() and np.isfinite(self._qvel[i]).all():
+            self._live.forward([i])
 
     def get_data(self, i: int) -> mujoco.MjData:
-        """Sub-env ``i``'s ``MjData``, brought up to date (with the rollout backend the
-        state lives in an array, and this is a snapshot in a shared MjData)."""
-        d = self._data_for(i)
-        if self._roll is not None:
-            mujoco.mj_setState(self.models[i], d, self._state[i], _FULLPHYSICS)
-            mujoco.mj_forward(self.models[i], d)
-        return d
+        """A snapshot of sub-env ``i`` as an ``MjData`` of its model, forwarded (a copy:
+        write the state with :meth:`set_state`)."""
+        data = self._live.get_data(i)
+        mujoco.mj_forward(self.models[i], data)
+        return data
 
+    # ---- step --------------------------------------------------------------------------
     def step(self, actions: np.ndarray, active: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Step the active sub-envs; inactive ones keep their observation and get zero
         reward. Returns ``(obs, rewards, terminated, infos)`` for all N."""
-        n, fam = self.num_envs, self.family
+        n, fam, batch = self.num_envs, self.family, self._live
         actions = np.asarray(actions)
         if actions.shape != (n, len(self.ctrl_low)):
             raise ValueError(f"expected actions of shape {(n, len(self.ctrl_low))}, "
                              f"got {actions.shape}")
         ctrl = sanitize_actions(actions, self.ctrl_low, self.ctrl_high, fam.id)
-        self._ctrl_buf[:] = ctrl
         full = active is None or bool(np.all(active))
         idx = self._all if full else np.flatnonzero(active)
         prev = self.state.copy()
-        bad: list[int] = []
-        if self._roll is not None:
-            if len(idx):
-                self._advance_rollout(idx, full, bad)
-        elif self._pool is not None and len(idx) >= 2 * self.num_threads:
-            # A few chunks per thread balance envs whose contacts make them slower.
-            order = idx.tolist()
-            k = min(len(order), 4 * self.num_threads)
-            chunks = [order[j::k] for j in range(k)]
-            for fut in [self._pool.submit(self._advance, c, bad) for c in chunks]:
-                fut.result()
-        else:
-            self._advance(idx.tolist(), bad)
+        if len(idx):
+            self._ctrl[idx] = ctrl[idx]
+            # All sub-envs in C on the batch's threads, the GIL released.
+            batch.step(None if full else idx, nstep=fam.frame_skip)
 
         rewards = np.zeros(n)
         terminated = np.zeros(n, dtype=bool)
         infos: dict[str, np.ndarray] = {"unstable": np.zeros(n)}
+        bad = np.zeros(n, dtype=bool)
         if len(idx):
             # The whole batch needs no gathering copies (the common case).
             cur, before = (self.state, prev) if full else (self.state.take(idx), prev.take(idx))
@@ -525,16 +405,18 @@ class MujocoSim:
             terminated[idx] = fam.terminated(cur, sub)
             for key, val in terms.items():
                 infos.setdefault(key, np.zeros(n))[idx] = val
-            if not finite.all():
-                bad.extend(int(i) for i in idx[~finite])
+            # MuJoCo resets a sub-env whose qpos/qvel/qacc blew up, which zeroes its
+            # warning counters (armed at a sentinel, which also keeps MuJoCo quiet).
+            diverged = (self._warning[idx][:, _DIVERGED, 1] != _WARN_SENTINEL).any(axis=1)
+            bad[idx] = diverged | ~finite
+            self._report_other_warnings(idx)
         self._observe_all(idx)
-        if bad:
-            bad_idx = np.unique(bad)
+        if bad.any():
+            bad_idx = np.flatnonzero(bad)
             warnings.warn(f"{fam.id}: simulation became unstable in sub-env(s) "
                           f"{bad_idx.tolist()[:10]}; reset them (infos['unstable'] = 1)",
                           RuntimeWarning, stacklevel=3)
-            for i in bad_idx:
-                self._reset_one(int(i))
+            self._reset(bad_idx)
             self._observe_all(bad_idx)
             rewards[bad_idx] = 0.0
             terminated[bad_idx] = True
@@ -544,13 +426,19 @@ class MujocoSim:
                     infos[key][bad_idx] = 0.0
         return self.obs.copy(), rewards, terminated, infos  # type: ignore[union-attr]
 
+    def _report_other_warnings(self, idx: np.ndarray) -> None:
+        """Warnings that do not reset the simulation (contact or constraint buffers
+        full, ...) once per occurrence, as a Python warning, then re-armed."""
+        counts = self._warning[idx][:, :, 1]
+        raised = counts > _WARN_SENTINEL
+        if raised.any():
+            kinds = sorted({mujoco.mjtWarning(int(k)).name for k in np.flatnonzero(raised.any(axis=0))})
+            warnings.warn(f"{self.family.id}: MuJoCo warning(s) {kinds} in sub-env(s) "
+                          f"{idx[raised.any(axis=1)].tolist()[:10]}", RuntimeWarning, stacklevel=4)
+            self._arm(idx[raised.any(axis=1)])
+
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-        if self._roll is not None:
-            self._roll.close()
-            self._roll = None
+        self._batch = None
 
 
 def _spaces(family: MujocoFamily) -> tuple[gym.spaces.Box, gym.spaces.Box]:
@@ -572,7 +460,7 @@ class MujocoEnv(MetaEnv):
 
     def __init__(self, family: MujocoFamily, task: TaskLike | None = None,
                  render_mode: str | None = None) -> None:
-        self._sim = MujocoSim(family, 1, num_threads=0)
+        self._sim = MujocoSim(family, 1)
         self.observation_space, self.action_space = _spaces(family)
         super().__init__(family, task, render_mode)
         self.metadata = {"render_modes": [], "render_fps": int(round(1.0 / family.dt))}
@@ -615,12 +503,11 @@ class MujocoBatchEngine:
     each with its own task (and own ``MjModel`` for dynamics tasks), stepped by a
     persistent thread pool with the GIL released."""
 
-    def __init__(self, family: MujocoFamily, num_envs: int, num_threads: int | None = None,
-                 stepping: str | None = None) -> None:
+    def __init__(self, family: MujocoFamily, num_envs: int, num_threads: int | None = None) -> None:
         self.family = family
         self.num_envs = int(num_envs)
         threads = default_num_threads() if num_threads is None else int(num_threads)
-        self.sim = MujocoSim(family, self.num_envs, num_threads=threads, stepping=stepping)
+        self.sim = MujocoSim(family, self.num_envs, num_threads=threads)
         self.single_observation_space, self.single_action_space = _spaces(family)
         self.sim.set_tasks([family.default_task()] * self.num_envs)
 

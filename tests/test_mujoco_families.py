@@ -8,6 +8,7 @@ import sys
 import warnings
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -71,25 +72,33 @@ def test_fast_path_matches_single_env(family_id):
     engine.close()
 
 
-def test_stepping_backends_agree_and_are_checked():
-    """HalfCheetah steps through mujoco.rollout by default; the thread-pool backend gives
-    the same trajectory up to the constraint solver's tolerance (warm starts differ)."""
-    family = metarl.make_family("metarl/HalfCheetahVel-v0")
-    assert family.stepping_backend() == "rollout"
-    assert metarl.make_family("metarl/AntVel-v0").stepping_backend() == "threads"
-    tasks = family.sample_tasks(2, rng=0)
-    results = []
-    for stepping in ("rollout", "threads"):
-        engine = family.make_batch_engine(2, num_threads=2, stepping=stepping)
-        engine.set_tasks(tasks)
-        engine.reset([0, 1])
-        rng = np.random.default_rng(1)
-        rewards = [engine.step(rng.uniform(-1, 1, (2, 6)), np.ones(2, bool))[1] for _ in range(10)]
-        results.append(np.array(rewards))
+@pytest.mark.parametrize("family_id", ["metarl/HalfCheetahVel-v0", "metarl/AntVel-v0"])
+def test_engine_equals_plain_mj_step_loop_at_any_thread_count(family_id):
+    """The engine's batch is exactly a loop of mj_step(frame_skip) over one MjData per
+    sub-env, with 1 or 2 threads; Ant's contact forces are filled inside the step."""
+    family = metarl.make_family(family_id)
+    n, steps = 3, 8
+    actions = np.random.default_rng(1).uniform(-1, 1, (steps, n, family.base_model.nu))
+    runs = []
+    for threads in (1, 2):
+        engine = family.make_batch_engine(n, num_threads=threads)
+        engine.set_tasks(family.sample_tasks(n, rng=0))
+        engine.reset([0, 1, 2])
+        datas = [engine.sim.get_data(i) for i in range(n)]
+        for k in range(steps):
+            engine.step(actions[k], np.ones(n, dtype=bool))
+            for i, d in enumerate(datas):
+                d.ctrl[:] = actions[k, i]
+                mujoco.mj_step(engine.sim.models[i], d, family.frame_skip)
+        for i, d in enumerate(datas):
+            for field in family.sim_fields:
+                np.testing.assert_array_equal(getattr(engine.sim.state, field)[i], getattr(d, field))
+        runs.append(engine.sim.state.copy())
         engine.close()
-    np.testing.assert_allclose(results[0], results[1], rtol=1e-4, atol=1e-4)
-    with pytest.raises(ValueError, match="only provides qpos/qvel"):
-        metarl.make_family("metarl/AntDir-v0").make_batch_engine(2, stepping="rollout")
+    for field in family.sim_fields:
+        np.testing.assert_array_equal(getattr(runs[0], field), getattr(runs[1], field))
+    if "cfrc_ext" in family.sim_fields:
+        assert np.abs(runs[0].cfrc_ext).max() > 0  # the feet touch the floor
 
 
 def test_auto_engine_is_fast_and_sampler_agrees_with_generic():
