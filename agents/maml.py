@@ -203,12 +203,13 @@ def inner_step(module: torch.nn.Module, params: Params, batch: TaskBatch,
 
 def adapt(module: torch.nn.Module, theta: Params, batches: Sequence[TaskBatch],
           lrs: Mapping[str, torch.Tensor | float], create_graph: bool,
-          trace: Trace | None = None) -> Params:
+          trace: Trace | None = None, num_tasks: int | None = None) -> Params:
     """Per-task parameters after ``len(batches)`` inner steps from the shared ``theta``.
 
     ``theta`` leaves that do not require grad (e.g. in the line search) are made to, so
-    the inner gradient exists; the outer graph is only kept with ``create_graph``."""
-    B = batches[0].obs.shape[0] if batches else 1
+    the inner gradient exists; the outer graph is only kept with ``create_graph``.
+    ``num_tasks`` sets the task axis when there are no inner batches (0 inner steps)."""
+    B = batches[0].obs.shape[0] if batches else int(num_tasks or 1)
     with torch.enable_grad():  # callers may be under no_grad (line search, old policy)
         theta = {k: v if v.requires_grad else v.detach().requires_grad_(True)
                  for k, v in theta.items()}
@@ -579,7 +580,8 @@ class MAMLAgent(MetaAgent):
         trace: Trace = []
         with torch.enable_grad():
             adapted = adapt(self.policy, theta, train_batches, self._inner_lrs(lrs),
-                            create_graph=not cfg.first_order, trace=trace)
+                            create_graph=not cfg.first_order, trace=trace,
+                            num_tasks=valid.obs.shape[0])
             old_dist = tuple(d.detach() for d in batched_dist(self.policy, adapted, valid.obs))
             loss, _ = outer_loss_and_kl(self.policy, adapted, valid, old_dist)
         fvp = maml_kl_hvp(self.policy, theta, self._inner_lrs(lrs), trace, adapted, valid,
@@ -588,7 +590,8 @@ class MAMLAgent(MetaAgent):
 
         def evaluate(candidate: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
             th, lr = self._split(candidate)
-            params = adapt(self.policy, th, train_batches, self._inner_lrs(lr), False)
+            params = adapt(self.policy, th, train_batches, self._inner_lrs(lr), False,
+                           num_tasks=valid.obs.shape[0])
             with torch.no_grad():
                 return outer_loss_and_kl(self.policy, params, valid, old_dist)
 
