@@ -41,7 +41,8 @@ def test_metasgd_with_frozen_learning_rates_equals_maml():
 
 
 def test_first_order_and_multi_step_iterations_run():
-    for overrides in ({"first_order": True}, {"num_inner_steps": 2}):
+    # num_inner_steps=0: plain TRPO on the task batch (the no-adaptation ablation).
+    for overrides in ({"first_order": True}, {"num_inner_steps": 2}, {"num_inner_steps": 0}):
         agent = _agent(MAMLAgent, MAMLConfig, **overrides)
         m = agent.train_iteration(0)
         assert m["accepted"] == 1.0 and 0 < m["kl"] <= 0.01 + 1e-12
