@@ -82,6 +82,79 @@ def tune_ucb_c(probs: np.ndarray, pulls: int, rng: np.random.Generator,
     return float(grid[int(np.argmax(scores))])
 
 
+class BayesOptimalBandit:
+    """The Bayes-optimal policy of a k-armed Bernoulli bandit with n pulls, arm
+    probabilities drawn from U[0, 1] (the ``Bandit`` family's prior), by dynamic
+    programming over posterior counts.
+
+    A state is each arm's (successes, failures); with a Beta(1, 1) prior an arm pays with
+    posterior probability ``(1 + s) / (2 + s + f)``. :attr:`value` is the exact expected
+    total reward of the best possible strategy, the ceiling for any learner on this task
+    distribution (the RL² paper reports Gittins indices, an approximation of it). States
+    are counted up to a permutation of the arms, which keeps k=5, n=10 to a few thousand;
+    ``max_states`` guards setups whose state space is out of reach (k=10, n=100).
+    """
+
+    def __init__(self, arms: int, pulls: int, max_states: int = 2_000_000) -> None:
+        self.arms, self.pulls = int(arms), int(pulls)
+        self.max_states = int(max_states)
+        self._values: dict[tuple[tuple[int, int], ...], float] = {}
+        empty = tuple((0, 0) for _ in range(self.arms))
+        self.value = self._value(empty)
+
+    def _value(self, state: tuple[tuple[int, int], ...]) -> float:
+        """Expected reward still to come from ``state`` (sorted arm counts), acting optimally."""
+        cached = self._values.get(state)
+        if cached is not None:
+            return cached
+        if sum(s + f for s, f in state) == self.pulls:
+            return 0.0
+        if len(self._values) >= self.max_states:
+            raise ValueError(f"Bayes-optimal bandit: more than {self.max_states} posterior states "
+                             f"for k={self.arms}, n={self.pulls}; use a smaller setup")
+        best = max(self._q(state, a) for a in range(self.arms))
+        self._values[state] = best
+        return best
+
+    def _q(self, state: tuple[tuple[int, int], ...], arm: int) -> float:
+        """Expected reward to come from pulling ``arm`` (``state`` in any arm order)."""
+        s, f = state[arm]
+        p = (1.0 + s) / (2.0 + s + f)
+        win = tuple(sorted(state[:arm] + ((s + 1, f),) + state[arm + 1:]))
+        lose = tuple(sorted(state[:arm] + ((s, f + 1),) + state[arm + 1:]))
+        return p * (1.0 + self._value(win)) + (1.0 - p) * self._value(lose)
+
+    def act(self, counts: np.ndarray, successes: np.ndarray) -> np.ndarray:
+        """Best arm for each of M bandits, given their ``(M, k)`` pulls and successes
+        (ties to the lowest index)."""
+        arms = np.empty(len(counts), dtype=np.int64)
+        for i, (n_i, s_i) in enumerate(zip(counts.astype(int), successes.astype(int), strict=True)):
+            state = tuple((int(s), int(n - s)) for s, n in zip(s_i, n_i, strict=True))
+            q = [self._q(state, a) for a in range(self.arms)]
+            arms[i] = int(np.argmax(q))
+        return arms
+
+
+def run_bayes_optimal_bandit(probs: np.ndarray, pulls: int, rng: np.random.Generator,
+                             policy: BayesOptimalBandit | None = None) -> np.ndarray:
+    """Play :class:`BayesOptimalBandit` on each of M bandits; rewards ``(M, pulls)``."""
+    probs = np.asarray(probs, dtype=np.float64)
+    m, k = probs.shape
+    policy = policy or BayesOptimalBandit(k, pulls)
+    if (policy.arms, policy.pulls) != (k, pulls):
+        raise ValueError(f"policy is for k={policy.arms}, n={policy.pulls}; got k={k}, n={pulls}")
+    rows = np.arange(m)
+    counts, successes = np.zeros((m, k)), np.zeros((m, k))
+    rewards = np.zeros((m, pulls))
+    for t in range(pulls):
+        arm = policy.act(counts, successes)
+        r = (rng.random(m) < probs[rows, arm]).astype(np.float64)
+        counts[rows, arm] += 1
+        successes[rows, arm] += r
+        rewards[:, t] = r
+    return rewards
+
+
 # --------------------------------------------------------------------------------------
 # Tabular MDPs
 # --------------------------------------------------------------------------------------
@@ -158,5 +231,6 @@ def run_tabular(trans: np.ndarray, reward_means: np.ndarray, episodes: int, hori
     return returns
 
 
-__all__ = ["BANDIT_BASELINES", "TABULAR_BASELINES", "bandit_probs", "finite_horizon_q",
-           "mdp_params", "run_bandit", "run_tabular", "tune_ucb_c"]
+__all__ = ["BANDIT_BASELINES", "TABULAR_BASELINES", "BayesOptimalBandit", "bandit_probs",
+           "finite_horizon_q", "mdp_params", "run_bandit", "run_bayes_optimal_bandit", "run_tabular",
+           "tune_ucb_c"]

@@ -6,7 +6,9 @@
 
 For each setup (k arms, n pulls): the RL² agent of preset ``configs/rl2_bandit_k{k}_n{n}.yaml``
 (trained on fresh bandits drawn every iteration), and random, UCB1 (c = 1, and c tuned on
-1000 separate *training* bandits), Thompson sampling (Beta(1, 1)), all on the same 1000
+1000 separate *training* bandits), Thompson sampling (Beta(1, 1)), and, where dynamic
+programming over posterior counts is feasible (k=5, n=10), the Bayes-optimal policy with
+its exact expected return: the ceiling for any learner. All on the same 1000
 held-out bandits (the test half of ``family.split(seed=split_seed)``). Every method plays
 ``--trials`` independent trials on each held-out bandit (default 10), and a bandit's score
 is its mean trial return: the pulls' coin flips would otherwise add noise of the size of
@@ -25,7 +27,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from metarl.agents.classic import bandit_probs, run_bandit, tune_ucb_c  # noqa: E402
+from metarl.agents.classic import (  # noqa: E402
+    BayesOptimalBandit,
+    bandit_probs,
+    run_bandit,
+    run_bayes_optimal_bandit,
+    tune_ucb_c,
+)
 from rl2_common import (  # noqa: E402
     RESULTS,
     add_run_arguments,
@@ -78,6 +86,13 @@ def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool =
         "ucb1_tuned": per_bandit("ucb1", ucb_c=c_tuned),
         "thompson": per_bandit("thompson"),
     }
+    try:  # exact dynamic programming: feasible for small setups only
+        bayes: BayesOptimalBandit | None = BayesOptimalBandit(k, n, max_states=200_000)
+    except ValueError:
+        bayes = None
+    if bayes is not None:
+        base["bayes_optimal"] = run_bayes_optimal_bandit(repeated, n, rng, bayes).sum(1).reshape(
+            -1, trials).mean(1)
     oracle = float(probs.max(1).mean() * n)
     hist = agent.history
     png = plot_learning_curve(
@@ -98,6 +113,7 @@ def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool =
         "eval_wall_s": t_rl2,
         "rl2": ci(rl2), **{kk: ci(v) for kk, v in base.items()},
         "ucb1_tuned_c": c_tuned, "oracle_best_arm": oracle,
+        "bayes_optimal_value": None if bayes is None else bayes.value,
         "paper": PAPER[name], "target": TARGETS.get(name),
         "meets_target": (None if name not in TARGETS else bool(rl2.mean() >= TARGETS[name])),
         "learning_curve_png": png.name, "held_out_evals": evals,
@@ -116,12 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     results = [run_setup(s, s in train, args.instances, args.seed, args.partial, args.trials)
                for s in args.setups]
     out = RESULTS / "rl2_bandits.json"
-    header = ["setup", "random", "UCB1 (c=1)", "UCB1 (tuned c)", "Thompson", "RL² (ours)",
-              "RL² (paper)"]
+    header = ["setup", "random", "UCB1 (c=1)", "UCB1 (tuned c)", "Thompson", "Bayes-optimal",
+              "RL² (ours)", "RL² (paper)"]
 
     def row(r: dict) -> list[str]:
         return [f"k={r['arms']}, n={r['pulls']}", fmt(r["random"]), fmt(r["ucb1"]),
                 f"{fmt(r['ucb1_tuned'])} (c={r['ucb1_tuned_c']:g})", fmt(r["thompson"]),
+                (f"{fmt(r['bayes_optimal'])} (exact {r['bayes_optimal_value']:.3f})"
+                 if r.get("bayes_optimal_value") is not None else "— (DP out of reach)"),
                 rl2_cell(r), f"{r['paper']['rl2']:.1f}"]
 
     report(out, "rl2_bandits", results, header, row, "pulls", "bandits")

@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from metarl.agents.classic import (
+    BayesOptimalBandit,
     bandit_probs,
     finite_horizon_q,
     mdp_params,
     run_bandit,
+    run_bayes_optimal_bandit,
     run_tabular,
     tune_ucb_c,
 )
@@ -46,6 +48,22 @@ def test_ucb1_pulls_every_arm_once_first() -> None:
 def test_tuned_ucb_c_is_from_the_grid(bandits: np.ndarray) -> None:
     c = tune_ucb_c(bandits[:100], 100, np.random.default_rng(1), grid=(0.1, 1.0))
     assert c in (0.1, 1.0)
+
+
+def test_bayes_optimal_bandit_known_values_and_simulation() -> None:
+    """Hand-computed values, and a simulation under the prior that matches the DP value."""
+    assert BayesOptimalBandit(2, 1).value == pytest.approx(0.5)
+    # Pull arm 1; keep it after a win (posterior 2/3), switch after a loss (1/2).
+    assert BayesOptimalBandit(2, 2).value == pytest.approx(0.5 + 0.5 * 2 / 3 + 0.5 * 0.5)
+    policy = BayesOptimalBandit(3, 4)
+    rng = np.random.default_rng(0)
+    probs = rng.random((20000, 3))  # the family's prior, U[0, 1] per arm
+    totals = run_bayes_optimal_bandit(probs, 4, rng, policy).sum(1)
+    assert abs(totals.mean() - policy.value) < 3 * totals.std() / np.sqrt(len(totals))
+    # ...and it beats Thompson sampling on the same bandits.
+    assert totals.mean() > run_bandit(probs, 4, "thompson", rng).sum(1).mean()
+    with pytest.raises(ValueError, match="posterior states"):
+        BayesOptimalBandit(10, 100, max_states=1000)
 
 
 def test_finite_horizon_q_on_a_known_mdp() -> None:
