@@ -159,7 +159,7 @@ def run_bayes_optimal_bandit(probs: np.ndarray, pulls: int, rng: np.random.Gener
 # Tabular MDPs
 # --------------------------------------------------------------------------------------
 
-TABULAR_BASELINES = ("random", "psrl")
+TABULAR_BASELINES = ("random", "psrl", "greedy")
 
 
 def mdp_params(tasks: Sequence[Task]) -> tuple[np.ndarray, np.ndarray]:
@@ -190,11 +190,14 @@ def _sample_categorical(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def run_tabular(trans: np.ndarray, reward_means: np.ndarray, episodes: int, horizon: int,
                 strategy: str, rng: np.random.Generator, prior_mean: float = 1.0,
                 prior_std: float = 1.0, noise_std: float = 1.0,
-                dirichlet_alpha: float = 1.0) -> np.ndarray:
+                dirichlet_alpha: float = 1.0, optimism: float = 2.5) -> np.ndarray:
     """Run ``episodes`` episodes of ``horizon`` steps (start in state 0) on M MDPs.
 
-    Returns the per-episode returns ``(M, episodes)``. ``strategy``: ``"random"`` or
-    ``"psrl"``; the PSRL prior defaults to the ``TabularMDP-v0`` generative model.
+    Returns the per-episode returns ``(M, episodes)``. ``strategy``: ``"random"``,
+    ``"psrl"`` (its prior defaults to the ``TabularMDP-v0`` generative model) or
+    ``"greedy"``: myopic and optimistic, it takes the action with the best mean reward
+    seen in the current state, an untried action counting as ``optimism`` (so every
+    action of a state is tried once before any is repeated). It ignores transitions.
     """
     if strategy not in TABULAR_BASELINES:
         raise ValueError(f"unknown tabular strategy {strategy!r}; choose from {TABULAR_BASELINES}")
@@ -219,6 +222,10 @@ def run_tabular(trans: np.ndarray, reward_means: np.ndarray, episodes: int, hori
         for h in range(horizon):
             if strategy == "random":
                 action = rng.integers(n_a, size=m)
+            elif strategy == "greedy":
+                n_sa, sum_sa = visit[rows, state], reward_sum[rows, state]
+                value = np.where(n_sa > 0, sum_sa / np.maximum(n_sa, 1), optimism)
+                action = np.argmax(value, axis=1)
             else:
                 action = np.argmax(q[h, rows, state], axis=1)
             r = reward_means[rows, state, action] + noise_std * rng.standard_normal(m)
@@ -231,6 +238,15 @@ def run_tabular(trans: np.ndarray, reward_means: np.ndarray, episodes: int, hori
     return returns
 
 
+def tune_greedy_optimism(trans: np.ndarray, reward_means: np.ndarray, episodes: int, horizon: int,
+                         rng: np.random.Generator,
+                         grid: Sequence[float] = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0)) -> float:
+    """The ``optimism`` of the greedy baseline with the best mean return on *training* MDPs."""
+    scores = [run_tabular(trans, reward_means, episodes, horizon, "greedy", rng,
+                          optimism=o).sum(1).mean() for o in grid]
+    return float(grid[int(np.argmax(scores))])
+
+
 __all__ = ["BANDIT_BASELINES", "TABULAR_BASELINES", "BayesOptimalBandit", "bandit_probs",
            "finite_horizon_q", "mdp_params", "run_bandit", "run_bayes_optimal_bandit", "run_tabular",
-           "tune_ucb_c"]
+           "tune_greedy_optimism", "tune_ucb_c"]

@@ -5,10 +5,12 @@
 
 For each setup (n episodes of T = 10 steps per trial, |S| = 10, |A| = 5): the RL² agent of
 preset ``configs/rl2_tabular_n{n}.yaml`` (trained on fresh MDPs drawn every iteration),
-and random and PSRL on the same 1000 held-out MDPs (the test half of
-``family.split(seed=split_seed)``). Thompson sampling for an MDP *is* PSRL, so the
-bandits' Thompson column has no separate entry here. Prints the table, writes
-``benchmarks/results/rl2_tabular.json`` and one learning-curve PNG per setup.
+and random, PSRL and a myopic optimistic greedy learner (best mean reward seen in the
+current state, untried actions valued at an optimism tuned on 1000 separate *training*
+MDPs) on the same 1000 held-out MDPs (the test half of ``family.split(seed=split_seed)``).
+Thompson sampling for an MDP *is* PSRL, so the bandits' Thompson column has no separate
+entry here. Prints the table, writes ``benchmarks/results/rl2_tabular.json`` and one
+learning-curve PNG per setup.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from metarl.agents.classic import mdp_params, run_tabular  # noqa: E402
+from metarl.agents.classic import mdp_params, run_tabular, tune_greedy_optimism  # noqa: E402
 from rl2_common import (  # noqa: E402
     RESULTS,
     add_run_arguments,
@@ -45,7 +47,8 @@ TARGETS = {"n10": 150.0}
 def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool = False) -> dict:
     cfg, source, family = load_preset_config(f"rl2_tabular_{name}")
     n_eps, horizon = cfg.episodes_per_trial, family.horizon
-    test = list(family.split(0, instances, seed=cfg.split_seed).test)
+    split = family.split(1000, instances, seed=cfg.split_seed)
+    test = list(split.test)
     agent, evals = train_or_load(f"tabular_{name}", cfg, family, train,
                                  eval_tasks=test[:200], eval_every=max(cfg.num_iterations // 20, 1),
                                  allow_partial=partial)
@@ -58,12 +61,16 @@ def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool =
     rng = np.random.default_rng(seed)
     trans, means = mdp_params(test)
     base_eps = {s: run_tabular(trans, means, n_eps, horizon, s, rng) for s in ("random", "psrl")}
+    optimism = tune_greedy_optimism(*mdp_params(split.train), n_eps, horizon,
+                                    np.random.default_rng(seed + 1))
+    base_eps["greedy"] = run_tabular(trans, means, n_eps, horizon, "greedy", rng, optimism=optimism)
     base = {s: r.sum(1) for s, r in base_eps.items()}
     png = plot_learning_curve(
         f"tabular_{name}",
         f"RL² on tabular MDPs, n={n_eps} episodes per trial (held-out: {instances})",
         agent.history, evals,
         {"PSRL (held-out)": float(base["psrl"].mean()),
+         "greedy (held-out)": float(base["greedy"].mean()),
          f"{PAPER[name]['best_baseline_name']} (paper)": PAPER[name]["best_baseline"],
          "RL² paper": PAPER[name]["rl2"], "random": float(base["random"].mean())},
         RESULTS / f"rl2_tabular_{name}_curve.png",
@@ -78,6 +85,7 @@ def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool =
         "rl2": ci(rl2), **{k: ci(v) for k, v in base.items()},
         "rl2_per_episode": per_episode.mean(1).tolist(),
         "psrl_per_episode": base_eps["psrl"].mean(0).tolist(),
+        "greedy_per_episode": base_eps["greedy"].mean(0).tolist(), "greedy_optimism": optimism,
         "paper": PAPER[name], "target": TARGETS.get(name),
         "meets_target": (None if name not in TARGETS else bool(rl2.mean() >= TARGETS[name])),
         "learning_curve_png": png.name, "held_out_evals": evals,
@@ -93,13 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     results = [run_setup(s, s in train, args.instances, args.seed, args.partial)
                for s in args.setups]
     out = RESULTS / "rl2_tabular.json"
-    header = ["setup", "random", "PSRL", "Thompson", "RL² (ours)", "RL² (paper)",
-              "best baseline (paper)"]
+    header = ["setup", "random", "PSRL", "Thompson", "greedy (tuned optimism)", "RL² (ours)",
+              "RL² (paper)", "best baseline (paper)"]
 
     def row(r: dict) -> list[str]:
         paper = r["paper"]
         return [f"n={r['episodes_per_trial']} episodes", fmt(r["random"]), fmt(r["psrl"]),
-                "— (= PSRL)", rl2_cell(r), f"{paper['rl2']:.1f}",
+                "— (= PSRL)", f"{fmt(r['greedy'])} ({r['greedy_optimism']:g})", rl2_cell(r),
+                f"{paper['rl2']:.1f}",
                 f"{paper['best_baseline']:.1f} ({paper['best_baseline_name']})"]
 
     report(out, "rl2_tabular", results, header, row, "episodes_per_trial", "MDPs")

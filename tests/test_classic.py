@@ -13,6 +13,7 @@ from metarl.agents.classic import (
     run_bandit,
     run_bayes_optimal_bandit,
     run_tabular,
+    tune_greedy_optimism,
     tune_ucb_c,
 )
 
@@ -90,6 +91,22 @@ def test_psrl_beats_random_on_tabular_mdps() -> None:
     assert abs(random.sum(1).mean() - 100) < 5
     assert psrl.sum(1).mean() > random.sum(1).mean() + 20
     assert psrl[:, -3:].mean() > psrl[:, :3].mean()
+
+
+def test_greedy_tries_every_action_once_then_exploits() -> None:
+    """On a 1-state MDP (a 3-armed bandit with Gaussian rewards) the greedy learner pulls
+    each arm once, then the one whose single reward was best."""
+    trans = np.ones((4, 1, 3, 1))
+    means = np.tile(np.array([0.0, 5.0, 1.0]), (4, 1, 1))
+    rng = np.random.default_rng(0)
+    returns = run_tabular(trans, means, 1, 10, "greedy", rng, noise_std=0.1, optimism=100.0)
+    # 3 exploratory pulls (0 + 5 + 1) then 7 pulls of the 5-arm
+    np.testing.assert_allclose(returns[:, 0], 6.0 + 7 * 5.0, atol=1.0)
+    fam = metarl.make_family("metarl/TabularMDP-v0")
+    trans, means = mdp_params(fam.split(0, 200, seed=0).test)
+    greedy = run_tabular(trans, means, 10, 10, "greedy", rng)
+    assert greedy.sum(1).mean() > 120 and greedy[:, -3:].mean() > greedy[:, :3].mean()
+    assert tune_greedy_optimism(trans[:50], means[:50], 2, 10, rng, grid=(1.0, 2.5)) in (1.0, 2.5)
 
 
 def test_unknown_strategies_are_rejected() -> None:
