@@ -4,7 +4,8 @@ Preset: configs/<agent>_halfcheetahdir.yaml or _halfcheetahvel.yaml (pytorch-mam
 settings: 40 tasks x 20 episodes x horizon 100 per meta-batch, 64x64 tanh, inner lr 0.1,
 TRPO max KL 0.01, 500 meta-iterations). On a shared 2-core machine that budget takes
 hours, so the script trains under a wall-clock budget (``--time-budget-s``) in chunks,
-continuing the run from its checkpoint (the resume path), and records how far it got.
+continuing the run from its checkpoint (the resume path), and records how far it got;
+``--resume`` continues the run folder of an earlier invocation.
 Evaluation: the run's held-out test tasks, 0..K inner steps, mean and 95% CI over tasks.
 
     python benchmarks/maml_halfcheetah.py --family metarl/HalfCheetahDir-v0 \\
@@ -42,16 +43,22 @@ def main() -> None:
     ap.add_argument("--eval-steps", type=int, default=3)
     ap.add_argument("--eval-episodes", type=int, default=20)
     ap.add_argument("--runs-dir", default="runs/bench")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the run folder of an earlier invocation instead of restarting")
     args = ap.parse_args()
 
     short = args.family.split("/")[-1].split("-v")[0].lower()
     out = Path(args.runs_dir) / f"{args.agent}_{short}"
-    if out.exists():
-        shutil.rmtree(out)
     overrides = {"checkpoint_every": 1, **parse_overrides(args.overrides)}
-    run = create_run(args.agent, preset=f"{args.agent}_{short}", out=out, overrides=overrides)
+    resuming = args.resume and (out / "checkpoint.pt").is_file()
+    if resuming:
+        run = open_run(out)  # the run's own config: --set is ignored when resuming
+    else:
+        if out.exists():
+            shutil.rmtree(out)
+        run = create_run(args.agent, preset=f"{args.agent}_{short}", out=out, overrides=overrides)
     t0 = time.perf_counter()
-    first = True
+    first = not resuming
     while True:
         train_run(run if first else open_run(out), resume=not first, progress=False,
                   stop_after=args.chunk)
@@ -64,13 +71,16 @@ def main() -> None:
         if done >= run.config.num_iterations or time.perf_counter() - t0 > args.time_budget_s:
             break
     wall = time.perf_counter() - t0
+    # Training time over all invocations, from the run's own per-iteration timers.
+    train_s = float(sum(r["time/sample_s"] + r["time/update_s"] for r in rows))
     result = evaluate_run(out, budget=args.eval_steps, episodes=args.eval_episodes)
     curves = result["curves"]
     trained = curves[0]
     doc = {
         "agent": args.agent, "family": args.family, "overrides": overrides,
         "preset": f"configs/{args.agent}_{short}.yaml", "iterations_done": done,
-        "iterations_planned": run.config.num_iterations, "train_wall_clock_s": wall,
+        "iterations_planned": run.config.num_iterations, "train_s_all_invocations": train_s,
+        "wall_clock_this_invocation_s": wall, "resumed": resuming,
         "env_steps": sum(r["env_steps"] for r in rows),
         "return_by_step_mean": trained.mean, "return_by_step_ci95": trained.ci95,
         "n_tasks": trained.n_tasks,
