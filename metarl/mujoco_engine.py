@@ -407,9 +407,10 @@ class MujocoSim:
                 infos.setdefault(key, np.zeros(n))[idx] = val
             # MuJoCo resets a sub-env whose qpos/qvel/qacc blew up, which zeroes its
             # warning counters (armed at a sentinel, which also keeps MuJoCo quiet).
-            diverged = (self._warning[idx][:, _DIVERGED, 1] != _WARN_SENTINEL).any(axis=1)
+            counts = self._warning[idx, :, 1]
+            diverged = (counts[:, _DIVERGED] != _WARN_SENTINEL).any(axis=1)
             bad[idx] = diverged | ~finite
-            self._report_other_warnings(idx)
+            self._report_other_warnings(idx, counts)
         self._observe_all(idx)
         if bad.any():
             bad_idx = np.flatnonzero(bad)
@@ -426,16 +427,17 @@ class MujocoSim:
                     infos[key][bad_idx] = 0.0
         return self.obs.copy(), rewards, terminated, infos  # type: ignore[union-attr]
 
-    def _report_other_warnings(self, idx: np.ndarray) -> None:
+    def _report_other_warnings(self, idx: np.ndarray, counts: np.ndarray) -> None:
         """Warnings that do not reset the simulation (contact or constraint buffers
-        full, ...) once per occurrence, as a Python warning, then re-armed."""
-        counts = self._warning[idx][:, :, 1]
+        full, ...) once per occurrence, as a Python warning, then re-armed. ``counts``:
+        the ``(len(idx), nwarning)`` warning counters of sub-envs ``idx``."""
         raised = counts > _WARN_SENTINEL
         if raised.any():
             kinds = sorted({mujoco.mjtWarning(int(k)).name for k in np.flatnonzero(raised.any(axis=0))})
+            hit = idx[raised.any(axis=1)]
             warnings.warn(f"{self.family.id}: MuJoCo warning(s) {kinds} in sub-env(s) "
-                          f"{idx[raised.any(axis=1)].tolist()[:10]}", RuntimeWarning, stacklevel=4)
-            self._arm(idx[raised.any(axis=1)])
+                          f"{hit.tolist()[:10]}", RuntimeWarning, stacklevel=4)
+            self._arm(hit)
 
     def close(self) -> None:
         self._batch = None
