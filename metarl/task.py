@@ -54,9 +54,9 @@ class Task(Mapping[str, Any]):
         object.__setattr__(self, "_family", str(family))
         frozen = {name: _freeze(merged[name]) for name in sorted(merged)}
         object.__setattr__(self, "_params", frozen)
-        # Equality / hashing key: exact float values via JSON (repr round-trips float64).
-        key = json.dumps([self._family, {k: _to_jsonable(v) for k, v in frozen.items()}])
-        object.__setattr__(self, "_key", key)
+        # The equality / hashing key is built on first use: samplers draw thousands of
+        # tasks per iteration (RL² fresh tabular MDPs) and never compare them.
+        object.__setattr__(self, "_key", None)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Task is immutable; make a new one with task.replace(...)")
@@ -84,11 +84,18 @@ class Task(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._params)
 
+    def _identity(self) -> str:
+        """Exact float values via JSON (repr round-trips float64), with the family id."""
+        if self._key is None:
+            key = json.dumps([self._family, {k: _to_jsonable(v) for k, v in self._params.items()}])
+            object.__setattr__(self, "_key", key)
+        return self._key
+
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Task) and other._key == self._key
+        return isinstance(other, Task) and other._identity() == self._identity()
 
     def __hash__(self) -> int:
-        return hash(self._key)
+        return hash(self._identity())
 
     def __repr__(self) -> str:
         def short(v: Any) -> str:
