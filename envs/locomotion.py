@@ -40,6 +40,12 @@ leaves [0.2, 1.0] (pytorch-maml-rl); AntDir2D and AntGoal run the full horizon
 (``terminate_when_unhealthy=True`` to change); HumanoidDir ends when the torso height
 leaves (1.0, 2.0).
 
+Action units (every MuJoCo family): by default the policy's action is the actuator
+control. ``action_scale=s`` makes the policy act in ``[-s, s]``, mapped linearly onto the
+control range, as rllab's ``NormalizedEnv`` and pytorch-maml-rl's ``normalization_scale``
+do; pytorch-maml-rl's MuJoCo configs use ``s = 10``, so a unit-std Gaussian policy moves
+the actuators by 0.1 (our ``configs/maml_*`` / ``metasgd_*`` MuJoCo presets set it).
+
 Two deliberate differences from the old mujoco-py code: the velocity is the change
 of ``qpos`` (the root joint) over dt, not of ``xpos`` (which MuJoCo leaves one physics
 substep stale after ``mj_step``), and the control cost is taken on the clipped action

@@ -38,6 +38,7 @@ and writes ``MUJOCO_LOG.TXT`` only on a warning's first occurrence, stays quiet.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import warnings
 from collections import OrderedDict
@@ -153,11 +154,37 @@ class MujocoFamily(TaskFamily):
     reset_qvel_noise: float = 0.1
     reset_qvel_normal: bool = True
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, action_scale: float | None = None, **kwargs: Any) -> None:
+        """``action_scale=s``: the policy acts in ``[-s, s]`` per actuator, mapped linearly
+        onto the actuator's control range (rllab's ``NormalizedEnv`` / pytorch-maml-rl's
+        ``normalization_scale``, 10 in its MuJoCo configs). Out-of-range actions are
+        clipped to ``[-s, s]`` first; the control cost is taken on the mapped control.
+        ``None`` (default): actions are the controls themselves."""
         super().__init__(**kwargs)
         self.base_model = load_model(self.model_file, rne_probe=self.needs_rne_post)
         self._dt = float(self.base_model.opt.timestep) * self.frame_skip
         self._obs_dim: int | None = None
+        ctrl_low, ctrl_high = self.base_model.actuator_ctrlrange.T.copy()
+        if action_scale is None:
+            self.action_scale = None
+            self.action_low, self.action_high = ctrl_low, ctrl_high
+        else:
+            scale = float(action_scale)
+            if not (math.isfinite(scale) and scale > 0):
+                raise ValueError(f"{self.id}: action_scale must be a positive number, got "
+                                 f"{action_scale!r}")
+            self.action_scale = scale
+            self.action_low, self.action_high = np.full_like(ctrl_low, -scale), \
+                np.full_like(ctrl_high, scale)
+        # control = offset + gain * action (identity without action_scale)
+        self._ctrl_gain = (ctrl_high - ctrl_low) / (self.action_high - self.action_low)
+        self._ctrl_offset = ctrl_low - self._ctrl_gain * self.action_low
+
+    def to_control(self, actions: np.ndarray) -> np.ndarray:
+        """Actuator controls for ``(N, nu)`` actions already clipped to the action space."""
+        if self.action_scale is None:
+            return actions
+        return self._ctrl_offset + self._ctrl_gain * actions
 
     # ---- the three vectorized functions (override) -------------------------------------
     def observe(self, sim: SimBatch, params: dict[str, np.ndarray]) -> np.ndarray:
@@ -198,10 +225,13 @@ class MujocoFamily(TaskFamily):
         return self._obs_dim
 
     def constants(self) -> dict[str, Any]:
-        return {"horizon": self.horizon, "model_file": self.model_file,
-                "frame_skip": self.frame_skip, "dt": self.dt,
-                "reset_qpos_noise": self.reset_qpos_noise,
-                "reset_qvel_noise": self.reset_qvel_noise}
+        out = {"horizon": self.horizon, "model_file": self.model_file,
+               "frame_skip": self.frame_skip, "dt": self.dt,
+               "reset_qpos_noise": self.reset_qpos_noise,
+               "reset_qvel_noise": self.reset_qvel_noise}
+        if self.action_scale is not None:
+            out["action_scale"] = self.action_scale
+        return out
 
     def make_env(self, task: TaskLike | None = None, render_mode: str | None = None) -> MujocoEnv:
         return MujocoEnv(self, task, render_mode)
@@ -380,7 +410,7 @@ class MujocoSim:
         if actions.shape != (n, len(self.ctrl_low)):
             raise ValueError(f"expected actions of shape {(n, len(self.ctrl_low))}, "
                              f"got {actions.shape}")
-        ctrl = sanitize_actions(actions, self.ctrl_low, self.ctrl_high, fam.id)
+        ctrl = fam.to_control(sanitize_actions(actions, fam.action_low, fam.action_high, fam.id))
         full = active is None or bool(np.all(active))
         idx = self._all if full else np.flatnonzero(active)
         prev = self.state.copy()
@@ -444,10 +474,9 @@ class MujocoSim:
 
 
 def _spaces(family: MujocoFamily) -> tuple[gym.spaces.Box, gym.spaces.Box]:
-    m = family.base_model
     obs_space = gym.spaces.Box(-np.inf, np.inf, shape=(family.obs_dim(),), dtype=np.float64)
-    act_space = gym.spaces.Box(m.actuator_ctrlrange[:, 0].astype(np.float32),
-                               m.actuator_ctrlrange[:, 1].astype(np.float32), dtype=np.float32)
+    act_space = gym.spaces.Box(family.action_low.astype(np.float32),
+                               family.action_high.astype(np.float32), dtype=np.float32)
     return obs_space, act_space
 
 

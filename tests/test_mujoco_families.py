@@ -234,3 +234,35 @@ def test_single_env_flags_instability(tmp_path, monkeypatch):
         obs, reward, terminated, truncated, info = env.step(np.zeros(6))
     assert info["unstable"] == 1.0 and terminated and reward == 0.0 and np.isfinite(obs).all()
     assert not os.path.exists(tmp_path / "MUJOCO_LOG.TXT")
+
+
+@pytest.mark.parametrize("family_id", ["metarl/HalfCheetahDir-v0", "metarl/AntDir-v0"])
+def test_action_scale_maps_the_policy_range_onto_the_actuators(family_id):
+    """``action_scale=10`` (pytorch-maml-rl's ``normalization_scale``): the policy acts in
+    [-10, 10], clipped there, and the env then behaves exactly as the unscaled family
+    does under action / 10; the batched engine agrees with the single env."""
+    plain = metarl.make_family(family_id)
+    scaled = metarl.make_family(family_id, action_scale=10.0)
+    assert scaled.constants()["action_scale"] == 10.0
+    task = scaled.default_task()
+    env_p, env_s = plain.make_env(task), scaled.make_env(task)
+    assert env_s.action_space == gym.spaces.Box(-10.0, 10.0, env_p.action_space.shape, np.float32)
+    engine = scaled.make_batch_engine(1, num_threads=1)
+    engine.set_tasks([task])
+    np.testing.assert_array_equal(env_p.reset(seed=5)[0], env_s.reset(seed=5)[0])
+    engine.reset([5])
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        a = rng.normal(0.0, 8.0, env_s.action_space.shape)  # often beyond ±10
+        obs_p, rew_p, term_p, _, _ = env_p.step(np.clip(a, -10, 10) / 10)
+        obs_s, rew_s, term_s, _, info = env_s.step(a)
+        obs_e, rew_e, term_e, _ = engine.step(a[None], np.ones(1, dtype=bool))
+        np.testing.assert_allclose(obs_s, obs_p, rtol=1e-9, atol=1e-9)
+        assert rew_s == pytest.approx(rew_p, rel=1e-9, abs=1e-9) and term_s == term_p
+        np.testing.assert_array_equal(obs_e[0], obs_s)
+        assert rew_e[0] == rew_s and term_e[0] == term_s
+        if term_s:
+            break
+    engine.close()
+    with pytest.raises(ValueError, match="action_scale"):
+        metarl.make_family(family_id, action_scale=0.0)
