@@ -165,10 +165,9 @@ class MujocoFamily(TaskFamily):
         self._dt = float(self.base_model.opt.timestep) * self.frame_skip
         self._obs_dim: int | None = None
         ctrl_low, ctrl_high = self.base_model.actuator_ctrlrange.T.copy()
-        if action_scale is None:
-            self.action_scale = None
-            self.action_low, self.action_high = ctrl_low, ctrl_high
-        else:
+        self.action_scale: float | None = None
+        self.action_low, self.action_high = ctrl_low, ctrl_high
+        if action_scale is not None:
             scale = float(action_scale)
             if not (math.isfinite(scale) and scale > 0):
                 raise ValueError(f"{self.id}: action_scale must be a positive number, got "
@@ -176,9 +175,9 @@ class MujocoFamily(TaskFamily):
             self.action_scale = scale
             self.action_low, self.action_high = np.full_like(ctrl_low, -scale), \
                 np.full_like(ctrl_high, scale)
-        # control = offset + gain * action (identity without action_scale)
-        self._ctrl_gain = (ctrl_high - ctrl_low) / (self.action_high - self.action_low)
-        self._ctrl_offset = ctrl_low - self._ctrl_gain * self.action_low
+            # control = offset + gain * action, mapping [-s, s] onto [ctrl_low, ctrl_high]
+            self._ctrl_gain = (ctrl_high - ctrl_low) / (2 * scale)
+            self._ctrl_offset = ctrl_low + self._ctrl_gain * scale
 
     def to_control(self, actions: np.ndarray) -> np.ndarray:
         """Actuator controls for ``(N, nu)`` actions already clipped to the action space."""
@@ -193,7 +192,8 @@ class MujocoFamily(TaskFamily):
 
     def reward(self, prev: SimBatch, sim: SimBatch, action: np.ndarray,
                params: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """``(N,)`` rewards for the transition ``prev -> sim`` under ``action`` (clipped),
+        """``(N,)`` rewards for the transition ``prev -> sim`` under ``action`` (the control
+        applied: clipped, and mapped by ``to_control``),
         and a dict of ``(N,)`` reward terms for ``infos``."""
         raise NotImplementedError
 
@@ -281,8 +281,8 @@ class DynamicsFamily(MujocoFamily):
 
 def sanitize_actions(actions: np.ndarray, low: np.ndarray, high: np.ndarray,
                      where: str = "metarl") -> np.ndarray:
-    """NaN -> 0 (with a warning), +-inf and out-of-range values clipped to the actuator
-    range; returns a float64 ``(N, nu)`` copy."""
+    """NaN -> 0 (with a warning), +-inf and out-of-range values clipped to ``[low, high]``
+    (the family's action space); returns a float64 ``(N, nu)`` copy."""
     a = np.array(actions, dtype=np.float64)
     if not np.isfinite(a).all():
         if np.isnan(a).any():
@@ -307,8 +307,6 @@ class MujocoSim:
         self.models: list[mujoco.MjModel] = [base] * n
         self.tasks: list[Task | None] = [None] * n
         self.params: dict[str, np.ndarray] = {}
-        self.ctrl_low = base.actuator_ctrlrange[:, 0].copy()
-        self.ctrl_high = base.actuator_ctrlrange[:, 1].copy()
         self.fields = tuple(family.sim_fields)
         # Live (N, ...) views: qpos/qvel are the state rows, the other fields are copied
         # out by every call (one substep behind the state, as after mj_step).
@@ -407,8 +405,8 @@ class MujocoSim:
         reward. Returns ``(obs, rewards, terminated, infos)`` for all N."""
         n, fam, batch = self.num_envs, self.family, self._live
         actions = np.asarray(actions)
-        if actions.shape != (n, len(self.ctrl_low)):
-            raise ValueError(f"expected actions of shape {(n, len(self.ctrl_low))}, "
+        if actions.shape != (n, len(fam.action_low)):
+            raise ValueError(f"expected actions of shape {(n, len(fam.action_low))}, "
                              f"got {actions.shape}")
         ctrl = fam.to_control(sanitize_actions(actions, fam.action_low, fam.action_high, fam.id))
         full = active is None or bool(np.all(active))
