@@ -4,7 +4,9 @@
 section 5.3), with the constants of its public code and of pytorch-maml-rl
 (``Navigation2DEnv``) and learn2learn (``Particles2D``): goal ~ U[-0.5, 0.5]²,
 start at the origin, actions clipped to ±0.1, reward −‖pos − goal‖₂ after the move,
-episode terminates within 0.01 of the goal, horizon 100. garage's ``PointEnv``
+horizon 100. The episode terminates when both coordinates are within 0.01 of the goal's
+(``|x − gx| < 0.01 and |y − gy| < 0.01``: a square, as in the MAML code and
+pytorch-maml-rl, not a disc). garage's ``PointEnv``
 draws goals from U[-2, 2]²: ``make_family("metarl/PointNav2D-v0", goal_range=2.0)``.
 
 ``SparsePointNav-v0`` is the sparse point robot of varibad and PEARL: goal on the
@@ -29,6 +31,11 @@ def dense_reward(pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
     return -np.linalg.norm(pos - goal, axis=-1)
 
 
+def reached_goal(pos: np.ndarray, goal: np.ndarray, tolerance: float) -> np.ndarray:
+    """Every coordinate within ``tolerance`` of the goal's (the MAML code's square test)."""
+    return np.all(np.abs(pos - goal) < tolerance, axis=-1)
+
+
 def sparse_reward(pos: np.ndarray, goal: np.ndarray, radius: float) -> np.ndarray:
     """1 − dist inside ``radius`` of the goal, 0 elsewhere (PEARL / varibad)."""
     dist = np.linalg.norm(pos - goal, axis=-1)
@@ -36,10 +43,13 @@ def sparse_reward(pos: np.ndarray, goal: np.ndarray, radius: float) -> np.ndarra
 
 
 class PointNav2D(TaskFamily):
+    """``success_radius`` is a radius in the max-norm: the episode ends when both
+    coordinates are within it (see ``reached_goal``)."""
+
     family_id = "metarl/PointNav2D-v0"
     varies = "reward"
     source = "MAML (Finn et al. 2017) §5.3; pytorch-maml-rl Navigation2DEnv; learn2learn Particles2D"
-    description = "Point robot moves to an unseen goal; dense reward −distance; ends within 0.01"
+    description = "Point robot moves to an unseen goal; dense reward −distance; ends within 0.01 per axis"
     horizon = 100
 
     def __init__(self, goal_range: float = 0.5, max_action: float = 0.1,
@@ -84,9 +94,9 @@ class PointNavEnv(MetaEnv):
         action = np.nan_to_num(np.asarray(action, dtype=np.float64), nan=0.0)
         self._pos = self._pos + np.clip(action, -fam.max_action, fam.max_action)
         reward = float(dense_reward(self._pos, self._goal))
-        success = -reward < fam.success_radius
+        success = bool(reached_goal(self._pos, self._goal, fam.success_radius))
         truncated = self._tick() and not success
-        return self._pos.astype(np.float32), reward, bool(success), truncated, {"success": success}
+        return self._pos.astype(np.float32), reward, success, truncated, {"success": success}
 
 
 class SparsePointNav(TaskFamily):

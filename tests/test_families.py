@@ -124,6 +124,22 @@ def test_set_task_changes_reward_without_rebuilding():
     assert r3 == pytest.approx(r1)
 
 
+def test_pointnav_ends_inside_the_mamls_square_around_the_goal():
+    # The MAML code (and pytorch-maml-rl) ends an episode when |dx| < 0.01 and |dy| < 0.01.
+    family = metarl.make_family("metarl/PointNav2D-v0")
+
+    def terminated_after(move: list[float]) -> bool:
+        env = family.make_env(family.task(goal=[0.05, 0.05]))
+        env.reset(seed=0)
+        _, reward, terminated, truncated, info = env.step(np.array(move, dtype=np.float32))
+        assert not truncated and info["success"] == terminated
+        return terminated
+
+    assert terminated_after([0.059, 0.059])      # corner of the square: 0.0127 away
+    assert not terminated_after([0.061, 0.05])   # 0.011 off along one axis
+    assert not terminated_after([0.0, 0.0])
+
+
 def test_set_task_changes_bandit_payoffs():
     family = metarl.make_family("metarl/Bandit-v0", arms=2, pulls=200)
     env = family.make_env(family.task(probs=[1.0, 0.0]))
