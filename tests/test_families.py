@@ -131,7 +131,7 @@ def test_pointnav_ends_inside_the_mamls_square_around_the_goal():
     def terminated_after(move: list[float]) -> bool:
         env = family.make_env(family.task(goal=[0.05, 0.05]))
         env.reset(seed=0)
-        _, reward, terminated, truncated, info = env.step(np.array(move, dtype=np.float32))
+        _, _, terminated, truncated, info = env.step(np.array(move, dtype=np.float32))
         assert not truncated and info["success"] == terminated
         return terminated
 
