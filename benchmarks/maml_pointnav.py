@@ -11,10 +11,13 @@ after 1 step >= MAML's.
     python benchmarks/maml_pointnav.py                      # 2 seeds x {maml, metasgd}
     python benchmarks/maml_pointnav.py --agents maml --seeds 0 --iterations 5   # smoke
     python benchmarks/maml_pointnav.py --summarize          # merge per-run results only
+    python benchmarks/maml_pointnav.py --set gae_lambda=1.0 --tag gae1   # an ablation
 
-Each run writes ``benchmarks/results/maml_pointnav_<agent>_s<seed>.json`` as soon as it
-finishes; the summary ``maml_pointnav.json`` and figure ``maml_pointnav.png`` combine all
-per-run files present. Run folders go to ``runs/bench/`` (not committed).
+Each run writes ``benchmarks/results/maml_pointnav[_<tag>]_<agent>_s<seed>.json`` as soon
+as it finishes; the summary ``maml_pointnav[_<tag>].json`` and figure
+``maml_pointnav[_<tag>].png`` combine all per-run files of that tag. ``--set`` overrides
+preset keys for every run (record them with a ``--tag``, so the preset's results stay
+apart). Run folders go to ``runs/bench/`` (not committed).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from metarl.config import parse_overrides
 from metarl.evaluation import Curve, mean_ci95, summarize
 from metarl.plotting import plot_curves
 from metarl.runs import create_run, read_metrics, train_run
@@ -37,13 +41,18 @@ RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_RETURN_1STEP, TARGET_WALL_S = -15.5, 540.0
 
 
+def result_prefix(tag: str) -> str:
+    return f"maml_pointnav_{tag}" if tag else "maml_pointnav"
+
+
 def run_one(agent: str, seed: int, iterations: int, eval_tasks: int, eval_episodes: int,
-            steps: int, runs_dir: Path, progress: bool) -> dict:
-    out = runs_dir / f"{agent}_pointnav_s{seed}"
+            steps: int, runs_dir: Path, progress: bool, overrides: dict, tag: str) -> dict:
+    prefix = result_prefix(tag)
+    out = runs_dir / f"{prefix}_{agent}_s{seed}"
     if out.exists():
         shutil.rmtree(out)
     run = create_run(agent, preset=f"{agent}_pointnav", out=out, overrides={
-        "num_iterations": iterations, "seed": seed, "num_test_tasks": eval_tasks,
+        **overrides, "num_iterations": iterations, "seed": seed, "num_test_tasks": eval_tasks,
         "checkpoint_every": 10, "eval_steps": steps, "eval_episodes": eval_episodes})
     t0, c0 = time.perf_counter(), time.process_time()
     trained = train_run(run, progress=progress)
@@ -57,7 +66,8 @@ def run_one(agent: str, seed: int, iterations: int, eval_tasks: int, eval_episod
     curve = summarize(result, f"{agent} seed {seed}")
     doc = {
         "agent": agent, "seed": seed, "iterations": iterations, "run_dir": str(run.path),
-        "config_preset": f"configs/{agent}_pointnav.yaml",
+        "config_preset": f"configs/{agent}_pointnav.yaml", "overrides": overrides,
+        "gae_lambda": run.config.gae_lambda,
         "train_wall_clock_s": wall, "train_cpu_s": cpu, "eval_wall_clock_s": eval_wall,
         "env_steps": float(sum(r["env_steps"] for r in rows)),
         "time_sample_s": float(sum(r["time/sample_s"] for r in rows)),
@@ -70,24 +80,27 @@ def run_one(agent: str, seed: int, iterations: int, eval_tasks: int, eval_episod
                     "load_avg_1min_at_end": os.getloadavg()[0]},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"maml_pointnav_{agent}_s{seed}.json").write_text(json.dumps(doc, indent=1))
+    (RESULTS / f"{prefix}_{agent}_s{seed}.json").write_text(json.dumps(doc, indent=1))
     print(f"{agent} seed {seed}: train {wall:.0f} s wall ({cpu:.0f} s cpu), "
           f"held-out returns by step {[round(m, 2) for m in curve.mean]}", flush=True)
     return doc
 
 
-def random_init(steps: int, eval_tasks: int, eval_episodes: int, runs_dir: Path) -> dict:
-    """The same curve for an untrained (randomly initialized) MAML policy."""
-    out = runs_dir / "random_pointnav"
+def random_init(steps: int, eval_tasks: int, eval_episodes: int, runs_dir: Path,
+                overrides: dict, tag: str) -> dict:
+    """The same curve for an untrained (randomly initialized) MAML policy (its inner steps
+    depend on the overrides too, e.g. GAE λ)."""
+    prefix = result_prefix(tag)
+    out = runs_dir / f"{prefix}_random"
     if out.exists():
         shutil.rmtree(out)
-    run = create_run("maml", preset="maml_pointnav", out=out,
-                     overrides={"num_iterations": 0, "num_test_tasks": eval_tasks})
+    run = create_run("maml", preset="maml_pointnav", out=out, overrides={
+        **overrides, "num_iterations": 0, "num_test_tasks": eval_tasks})
     agent = run.make_agent(seed=1_000_003)
     result = agent.evaluate_adaptation(run.test_tasks, steps, eval_episodes, seed=10_000)
     agent.close()
     doc = {"agent": "random init", "curve": summarize(result, "random init").to_dict()}
-    (RESULTS / "maml_pointnav_random.json").write_text(json.dumps(doc, indent=1))
+    (RESULTS / f"{prefix}_random.json").write_text(json.dumps(doc, indent=1))
     return doc
 
 
@@ -103,10 +116,13 @@ def pooled_curve(docs: list[dict], label: str) -> Curve:
                  n_tasks=len(per_task[0]), budget_unit=curves[0].budget_unit)
 
 
-def summarize_results() -> dict:
-    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("maml_pointnav_*_s*.json"))]
+def summarize_results(tag: str = "") -> dict:
+    prefix = result_prefix(tag)
+    runs = [json.loads(p.read_text()) for agent in ("maml", "metasgd")
+            for p in sorted(RESULTS.glob(f"{prefix}_{agent}_s*.json"))]
     summary: dict = {"setting": "MAML paper 2D navigation: meta-batch 20, 20 episodes/task, H=100, "
                                 "inner lr 0.1, TRPO max KL 0.01, 64x64 tanh",
+                     "tag": tag, "overrides": runs[0].get("overrides", {}) if runs else {},
                      "targets": {"return_after_1_step_min": TARGET_RETURN_1STEP,
                                  "train_wall_clock_s_max": TARGET_WALL_S},
                      "agents": {}}
@@ -120,7 +136,7 @@ def summarize_results() -> dict:
         walls = [d["train_wall_clock_s"] for d in docs]
         summary["agents"][agent] = {
             "seeds": [d["seed"] for d in docs],
-            "iterations": docs[0]["iterations"],
+            "iterations": docs[0]["iterations"], "gae_lambda": docs[0].get("gae_lambda"),
             "return_by_step_mean": curve.mean, "return_by_step_ci95": curve.ci95,
             "return_by_step_per_seed": {str(d["seed"]): d["curve"]["mean"] for d in docs},
             "n_tasks_x_seeds": curve.n_tasks,
@@ -132,7 +148,7 @@ def summarize_results() -> dict:
             "meets_return_target": bool(curve.mean[1] >= TARGET_RETURN_1STEP),
             "meets_wall_clock_target": bool(max(walls) <= TARGET_WALL_S),
         }
-    rnd = RESULTS / "maml_pointnav_random.json"
+    rnd = RESULTS / f"{prefix}_random.json"
     if rnd.is_file():
         c = Curve.from_dict(json.loads(rnd.read_text())["curve"])
         curves.append(c)
@@ -141,16 +157,18 @@ def summarize_results() -> dict:
         summary["metasgd_1step_ge_maml"] = bool(
             summary["agents"]["metasgd"]["return_by_step_mean"][1]
             >= summary["agents"]["maml"]["return_by_step_mean"][1])
-    (RESULTS / "maml_pointnav.json").write_text(json.dumps(summary, indent=1))
+    (RESULTS / f"{prefix}.json").write_text(json.dumps(summary, indent=1))
     if curves:
-        plot_curves(curves, RESULTS / "maml_pointnav.png",
-                    title="PointNav2D, held-out tasks: MAML vs Meta-SGD (70 meta-iterations)")
+        plot_curves(curves, RESULTS / f"{prefix}.png",
+                    title="PointNav2D, held-out tasks: MAML vs Meta-SGD (70 meta-iterations)"
+                    + (f", {tag}" if tag else ""))
     return summary
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--agents", nargs="+", default=["maml", "metasgd"])
+    ap.add_argument("--agents", nargs="*", default=["maml", "metasgd"],
+                    help="agents to train (none: only the random-init curve)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--iterations", type=int, default=70)
     # 400 held-out tasks per seed: with 100 the mean after one step moved by up to 0.8
@@ -162,17 +180,25 @@ def main() -> None:
     ap.add_argument("--no-random", action="store_true", help="skip the random-init curve")
     ap.add_argument("--summarize", action="store_true", help="only merge existing results")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a preset key in every run (repeatable); pair with --tag")
+    ap.add_argument("--tag", default="", help="suffix of the result files, for ablations")
     args = ap.parse_args()
+    overrides = parse_overrides(args.overrides)
+    if overrides and not args.tag:
+        ap.error("--set changes the preset: give the results a --tag so they do not replace "
+                 "the preset's")
     if not args.summarize:
         runs_dir = Path(args.runs_dir)
         for seed in args.seeds:
             for agent in args.agents:
                 run_one(agent, seed, args.iterations, args.eval_tasks, args.eval_episodes,
-                        args.steps, runs_dir, args.progress)
-                summarize_results()
+                        args.steps, runs_dir, args.progress, overrides, args.tag)
+                summarize_results(args.tag)
         if not args.no_random:
-            random_init(args.steps, args.eval_tasks, args.eval_episodes, runs_dir)
-    print(json.dumps(summarize_results(), indent=1))
+            random_init(args.steps, args.eval_tasks, args.eval_episodes, runs_dir, overrides,
+                        args.tag)
+    print(json.dumps(summarize_results(args.tag), indent=1))
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ itself. A sampled PointNav2D batch (success radius widened to 0.3 so that many e
 early) goes through ``prepare_batch`` / ``inner_losses`` / ``adapt`` and, separately,
 through a float64 loop over tasks and episodes written from the definitions
 (pytorch-maml-rl's semantics): discounted returns, a ridge-regression linear baseline
-per task on ``[o, o², t, t², t³, 1]`` with ``t = step / 100``, GAE with λ = 1 (returns
-minus values), per-task normalization with every episode weighted alike, and the
+per task on ``[o, o², t, t², t³, 1]`` with ``t = step / 100``, GAE (λ = 1: returns minus
+values; λ = 0.9, the PointNav presets': the δ recursion with V = 0 after an episode's last
+step), per-task normalization with every episode weighted alike, and the
 REINFORCE loss averaged over each episode's steps, then over the task's episodes.
 It also checks that every column really belongs to the task ``task_index`` names.
 """
@@ -28,12 +29,12 @@ from metarl.policies import expand_params
 GAMMA = 0.99
 
 
-@pytest.fixture(scope="module")
-def sampled():
+@pytest.fixture(scope="module", params=[1.0, 0.9], ids=["lambda1", "lambda0.9"])
+def sampled(request):
     cfg = make_config(MAMLConfig, {
         "family_kwargs": {"success_radius": 0.3}, "meta_batch_size": 3,
         "episodes_per_task": 5, "horizon": 25, "hidden_sizes": [16], "num_train_tasks": 6,
-        "num_test_tasks": 2, "gamma": GAMMA, "gae_lambda": 1.0, "init_std": 0.3})
+        "num_test_tasks": 2, "gamma": GAMMA, "gae_lambda": request.param, "init_std": 0.3})
     fam = metarl.make_family(cfg.family, **cfg.family_kwargs)
     split = fam.split(cfg.num_train_tasks, cfg.num_test_tasks, cfg.split_seed)
     agent = MAMLAgent(cfg, fam, split.train, split.test)
@@ -53,7 +54,7 @@ def _episodes(batch, b):
     return out
 
 
-def _reference_advantages(episodes):
+def _reference_advantages(episodes, lam):
     """Per-episode normalized advantages of one task."""
     feats, rets = [], []
     for obs, _, rew in episodes:
@@ -66,7 +67,15 @@ def _reference_advantages(episodes):
         rets.append(g)
     X = np.vstack(feats)
     w = np.linalg.solve(X.T @ X + 1e-5 * np.eye(X.shape[1]), X.T @ np.concatenate(rets))
-    advs = [g - f @ w for f, g in zip(feats, rets, strict=True)]  # λ = 1: G − V
+    advs = []
+    for f, (_, _, rew) in zip(feats, episodes, strict=True):
+        values = np.append(f @ w, 0.0)  # nothing after an episode's last step
+        deltas = rew + GAMMA * values[1:] - values[:-1]
+        a, acc = np.zeros(len(rew)), 0.0
+        for t in range(len(rew) - 1, -1, -1):
+            acc = deltas[t] + GAMMA * lam * acc
+            a[t] = acc
+        advs.append(a)
     mean = np.mean([a.mean() for a in advs])
     std = math.sqrt(np.mean([((a - mean) ** 2).mean() for a in advs]))
     return [(a - mean) / (std + 1e-8) for a in advs]
@@ -74,7 +83,7 @@ def _reference_advantages(episodes):
 
 def _reference_loss(agent, theta, episodes):
     """−mean over episodes of mean over steps of log π(a|s)·Â, differentiable in theta."""
-    advs = _reference_advantages(episodes)
+    advs = _reference_advantages(episodes, agent.config.gae_lambda)
     losses = []
     for (obs, act, _), adv in zip(episodes, advs, strict=True):
         mean, log_std = functional_call(agent.policy, theta, (torch.as_tensor(obs).float(),))
