@@ -3,8 +3,9 @@ and wall-clock.
 
 Setting (configs/maml_pointnav.yaml, configs/metasgd_pointnav.yaml): meta-batch 20 tasks,
 20 episodes per task, horizon 100, inner lr 0.1 (one VPG step with the linear baseline),
-TRPO outer step with max KL 0.01, 64x64 tanh Gaussian policy; 70 meta-iterations
-(about 5.4M env steps). Targets (issue 4): after 1 inner step, mean held-out return
+TRPO outer step with max KL 0.01, 64x64 tanh Gaussian policy, GAE lambda 0.9 (ours; the
+paper does not give it, pytorch-maml-rl uses 1.0: ``--set gae_lambda=1.0 --tag gae1``);
+70 meta-iterations (about 5.4M env steps). Targets (issue 4): after 1 inner step, mean held-out return
 >= -15.5, in <= 540 s of training wall-clock per run on a 2-core machine; Meta-SGD
 after 1 step >= MAML's.
 
@@ -121,7 +122,7 @@ def summarize_results(tag: str = "") -> dict:
     runs = [json.loads(p.read_text()) for agent in ("maml", "metasgd")
             for p in sorted(RESULTS.glob(f"{prefix}_{agent}_s*.json"))]
     summary: dict = {"setting": "MAML paper 2D navigation: meta-batch 20, 20 episodes/task, H=100, "
-                                "inner lr 0.1, TRPO max KL 0.01, 64x64 tanh",
+                                "inner lr 0.1, TRPO max KL 0.01, 64x64 tanh; GAE lambda per agent below",
                      "tag": tag, "overrides": runs[0].get("overrides", {}) if runs else {},
                      "targets": {"return_after_1_step_min": TARGET_RETURN_1STEP,
                                  "train_wall_clock_s_max": TARGET_WALL_S},
