@@ -68,6 +68,9 @@ class RL2Config(RunConfig):
     fresh_tasks: bool = False
     #: GRU width.
     hidden_size: int = 128
+    #: the value function reads its own GRU instead of sharing the policy's (the
+    #: value loss then cannot use up memory the policy needs).
+    separate_value: bool = False
     lr: float = 1e-3
     #: linear learning-rate decay to 0 over num_iterations.
     anneal_lr: bool = True
@@ -116,11 +119,13 @@ class RL2Policy(nn.Module):
     Input at step t: ``[obs_t, a_{t-1}, r_{t-1}, d_t]`` where ``a`` is one-hot for a
     ``Discrete`` space (all zeros at the start of a trial) and scaled to [-1, 1] for a
     ``Box``; ``d_t = 1`` when step t starts a new episode inside the trial (the
-    previous step ended an episode). The GRU trunk is shared by both heads.
+    previous step ended an episode). The GRU trunk is shared by both heads, unless
+    ``separate_value``: then the value head reads a second GRU of the same inputs.
     """
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
-                 hidden_size: int = 128, init_log_std: float = -0.5) -> None:
+                 hidden_size: int = 128, init_log_std: float = -0.5,
+                 separate_value: bool = False) -> None:
         super().__init__()
         self.obs_dim = int(np.prod(observation_space.shape))
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
@@ -136,17 +141,22 @@ class RL2Policy(nn.Module):
             raise TypeError(f"RL² supports Discrete and bounded Box actions, got {action_space}")
         self.hidden_size = int(hidden_size)
         self.input_dim = self.obs_dim + self.act_dim + 2
-        self.gru = nn.GRU(self.input_dim, self.hidden_size)
-        for name, p in self.gru.named_parameters():
-            if "weight" in name:
-                nn.init.orthogonal_(p)
-            else:
-                nn.init.zeros_(p)
+        self.gru = self._make_gru()
+        self.value_gru = self._make_gru() if separate_value else None
         # Small actor init: start near-uniform / near-zero-mean (CleanRL's recipe).
         self.actor = _layer_init(nn.Linear(self.hidden_size, self.act_dim), 0.01)
         self.critic = _layer_init(nn.Linear(self.hidden_size, 1), 1.0)
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((self.act_dim,), float(init_log_std)))
+
+    def _make_gru(self) -> nn.GRU:
+        gru = nn.GRU(self.input_dim, self.hidden_size)
+        for name, p in gru.named_parameters():
+            if "weight" in name:
+                nn.init.orthogonal_(p)
+            else:
+                nn.init.zeros_(p)
+        return gru
 
     # ---- inputs ----------------------------------------------------------------------
     def features(self, obs: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor,
@@ -187,33 +197,45 @@ class RL2Policy(nn.Module):
     def value(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.critic(hidden).squeeze(-1)
 
+    def trial_values(self, x: torch.Tensor, mask: torch.Tensor, hidden: torch.Tensor
+                     ) -> torch.Tensor:
+        """Values ``(T, n)`` of whole trials: the value head on the policy's GRU outputs
+        ``hidden``, or on the value GRU's own unroll of ``x`` when it has one."""
+        if self.value_gru is not None:
+            hidden = self.unroll(x, mask, self.value_gru)
+        return self.value(hidden)
+
     # ---- recurrence --------------------------------------------------------------------
     def initial_state(self, n: int, device: torch.device | str | None = None) -> torch.Tensor:
         """The state every trial starts from: zeros ``(n, hidden)``."""
         return torch.zeros(n, self.hidden_size, device=device)
 
-    def step(self, x: torch.Tensor, h: torch.Tensor, active: torch.Tensor | None = None
-             ) -> torch.Tensor:
-        """One GRU step for ``(n, input_dim)`` inputs; columns with ``active == False``
-        keep their state (padding rows after an early termination are invisible)."""
-        out, _ = self.gru(x.unsqueeze(0), h.unsqueeze(0))
+    def step(self, x: torch.Tensor, h: torch.Tensor, active: torch.Tensor | None = None,
+             gru: nn.GRU | None = None) -> torch.Tensor:
+        """One step of the policy's GRU (or ``gru``) for ``(n, input_dim)`` inputs;
+        columns with ``active == False`` keep their state (padding rows after an early
+        termination are invisible)."""
+        out, _ = (gru or self.gru)(x.unsqueeze(0), h.unsqueeze(0))
         h_new = out.squeeze(0)
         if active is not None:
             h_new = torch.where(active.unsqueeze(-1), h_new, h)
         return h_new
 
-    def unroll(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """GRU outputs ``(T, n, hidden)`` over whole trials ``x (T, n, input_dim)`` from a
-        zero state. Without padding the fused sequence kernel runs; with padding the
-        state is frozen on masked rows, step by step, like :meth:`step` during sampling."""
+    def unroll(self, x: torch.Tensor, mask: torch.Tensor, gru: nn.GRU | None = None
+               ) -> torch.Tensor:
+        """Outputs ``(T, n, hidden)`` of the policy's GRU (or ``gru``) over whole trials
+        ``x (T, n, input_dim)`` from a zero state. Without padding the fused sequence
+        kernel runs; with padding the state is frozen on masked rows, step by step, like
+        :meth:`step` during sampling."""
+        gru = gru or self.gru
         h = self.initial_state(x.shape[1], x.device)
         if bool((mask > 0).all()):
-            out, _ = self.gru(x, h.unsqueeze(0))
+            out, _ = gru(x, h.unsqueeze(0))
             return out
         outs = []
         active = mask > 0
         for t in range(x.shape[0]):
-            h = self.step(x[t], h, active[t])
+            h = self.step(x[t], h, active[t], gru)
             outs.append(h)
         return torch.stack(outs)
 
@@ -323,13 +345,14 @@ class RL2(MetaAgent):
         env = family.make_env()
         obs_space, act_space = env.observation_space, env.action_space
         env.close()
-        self.policy = RL2Policy(obs_space, act_space, cfg.hidden_size, cfg.init_log_std)
+        self.policy = RL2Policy(obs_space, act_space, cfg.hidden_size, cfg.init_log_std,
+                                cfg.separate_value)
         self.device = torch.device(cfg.device)
         # Rollouts run on a CPU copy; updates on `device` (the same module when device is cpu).
         self.train_policy = self.policy
         if self.device.type != "cpu":
             self.train_policy = RL2Policy(obs_space, act_space, cfg.hidden_size,
-                                          cfg.init_log_std).to(self.device)
+                                          cfg.init_log_std, cfg.separate_value).to(self.device)
             self.train_policy.load_state_dict(self.policy.state_dict())
         self.optimizer = torch.optim.Adam(self.train_policy.parameters(), lr=cfg.lr, eps=1e-5)
         self.sampler = make_sampler(family, workers=cfg.workers, ray_address=cfg.ray_address,
@@ -373,7 +396,7 @@ class RL2(MetaAgent):
         hidden = policy.unroll(x, mask)
         dist = policy.distribution(hidden)
         return ReplayOut(policy.log_prob(dist, pick(batch.actions)), policy.entropy(dist),
-                         policy.value(hidden))
+                         policy.trial_values(x, mask, hidden))
 
     # ---- one PPO iteration ---------------------------------------------------------------
     def train_iteration(self, iteration: int | None = None) -> dict[str, float]:

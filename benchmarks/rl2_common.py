@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from metarl.agents.rl2 import RL2, RL2Config
 
-from metarl.config import config_to_dict, resolve_config, same_results_config
+from metarl.config import resolve_config, same_results_config
 from metarl.evaluation import mean_ci95
 from metarl.family import TaskFamily
 from metarl.registry import make_family
@@ -56,7 +56,7 @@ def train_or_load(name: str, cfg: RL2Config, family: TaskFamily, train: bool,
     evals: list[dict[str, float]] = []
     if ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if same_results_config(state["config"], config_to_dict(cfg)):
+        if same_results_config(state["config"], cfg):
             agent.load_state_dict(state)
             if curve_path.exists():
                 evals = json.loads(curve_path.read_text())

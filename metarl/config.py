@@ -88,11 +88,19 @@ class RunConfig:
 EXECUTION_KEYS = frozenset({"workers", "ray_address", "engine", "torch_threads"})
 
 
-def same_results_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two config dicts describe the same computation (execution keys aside)."""
-    def strip(d: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in d.items() if k not in EXECUTION_KEYS}
-    return strip(a) == strip(b)
+def config_differences(stored: Mapping[str, Any], config: Any) -> list[str]:
+    """Keys whose values differ between a stored config dict (a checkpoint's) and the
+    config dataclass ``config``, execution keys aside. A key the stored dict lacks,
+    because it was written before the key existed, counts as that key's default."""
+    current = config_to_dict(config)
+    old = {**config_defaults(type(config)), **stored}
+    return sorted(k for k in set(current) | set(old)
+                  if k not in EXECUTION_KEYS and current.get(k) != old.get(k))
+
+
+def same_results_config(stored: Mapping[str, Any], config: Any) -> bool:
+    """Whether a stored config dict describes the same computation as ``config``."""
+    return not config_differences(stored, config)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,17 +225,29 @@ def _numeric(value: Any) -> Any:
     return value
 
 
+def _plain(v: Any) -> Any:
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """Plain ``{key: value}`` (tuples become lists, so the dict is YAML/JSON-ready)."""
-    def plain(v: Any) -> Any:
-        if isinstance(v, tuple):
-            return [plain(x) for x in v]
-        if isinstance(v, list):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v
-    return {f.name: plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    return {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+
+
+def config_defaults(cls: type) -> dict[str, Any]:
+    """``{key: default}`` of a config dataclass, as :func:`config_to_dict` writes values
+    (keys without a default are left out)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = _plain(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = _plain(f.default_factory())
+    return out
 
 
 def list_presets(agent: str | None = None) -> list[str]:

@@ -37,13 +37,12 @@ import numpy as np
 import torch
 
 from metarl.config import (
-    EXECUTION_KEYS,
     RunConfig,
+    config_differences,
     config_to_dict,
     make_config,
     read_config_file,
     resolve_config,
-    same_results_config,
     save_config,
 )
 from metarl.errors import CheckpointError, ConfigError, MetaRLError
@@ -215,13 +214,11 @@ def load_checkpoint(path: Path, agent_name: str | None = None,
     if agent_name is not None and payload.get("agent") != agent_name:
         raise CheckpointError(f"{path} was written by agent {payload.get('agent')!r}, but the run "
                               f"config says {agent_name!r}; nothing was changed")
-    if config is not None and not same_results_config(payload.get("config") or {},
-                                                      config_to_dict(config)):
-        ours, theirs = config_to_dict(config), payload.get("config") or {}
-        diff = sorted(k for k in set(ours) | set(theirs)
-                      if ours.get(k) != theirs.get(k) and k not in EXECUTION_KEYS)
-        raise CheckpointError(f"{path} belongs to another config (keys differ: {diff}); "
-                              "nothing was changed")
+    if config is not None:
+        diff = config_differences(payload.get("config") or {}, config)
+        if diff:
+            raise CheckpointError(f"{path} belongs to another config (keys differ: {diff}); "
+                                  "nothing was changed")
     return payload
 
 

@@ -122,6 +122,34 @@ def test_padding_rows_do_not_change_the_memory() -> None:
     assert torch.equal(h[1:][pad], h[:-1][pad])
 
 
+@pytest.mark.parametrize("separate", [False, True])
+def test_values_read_their_own_gru_only_when_separate(separate: bool) -> None:
+    """With ``separate_value`` the values depend on the value GRU alone and the policy on
+    its GRU alone; without it both heads read the one trunk. Padding rows included."""
+    kwargs = {"success_radius": 0.3, "horizon": 8}
+    fam = metarl.make_family("metarl/PointNav2D-v0", **kwargs)
+    agent = RL2(_config(fam, family_kwargs=kwargs, separate_value=separate), fam)
+    policy = agent.policy
+    assert (policy.value_gru is not None) == separate
+    batch = agent.sample(agent._tasks_for(0), seed=5)
+    m = batch.mask > 0
+    assert not m.all(), "the test needs padding rows"
+    out = agent.replay(policy, batch, trial_inputs(batch))
+    torch.testing.assert_close(out.log_probs[m], batch.log_probs[m], atol=1e-5, rtol=0)
+
+    def touched(y: torch.Tensor, gru: torch.nn.GRU) -> bool:
+        grads = torch.autograd.grad(y[m].sum(), list(gru.parameters()), retain_graph=True,
+                                    allow_unused=True)
+        return any(g is not None and bool(g.abs().sum() > 0) for g in grads)
+
+    assert touched(out.values, policy.gru) == (not separate)
+    assert touched(out.log_probs, policy.gru)
+    if separate:
+        assert touched(out.values, policy.value_gru)
+        assert not touched(out.log_probs, policy.value_gru)
+    assert agent.train_iteration()["ratio0"] < 1e-5
+
+
 # ---- learning: a mechanism with a known answer -------------------------------------------
 def test_two_armed_bandit_learns_to_exploit_the_paying_arm() -> None:
     """One of two arms always pays (p = [1, 0] or [0, 1], at random per trial). After short
@@ -154,9 +182,11 @@ def test_config_rejects_bad_values() -> None:
         RL2(make_config(RL2Config, {"family": fam.id, "fresh_tasks": False}), fam, [])
 
 
-def test_resume_gives_the_same_parameters(tmp_path) -> None:
+@pytest.mark.parametrize("separate_value", [False, True])
+def test_resume_gives_the_same_parameters(tmp_path, separate_value: bool) -> None:
     fam = metarl.make_family("metarl/Bandit-v0", arms=3, pulls=5)
-    cfg = _config(fam, family_kwargs={"arms": 3, "pulls": 5}, num_iterations=4)
+    cfg = _config(fam, family_kwargs={"arms": 3, "pulls": 5}, num_iterations=4,
+                  separate_value=separate_value)
     straight = RL2(cfg, fam)
     straight.train()
     first = RL2(cfg, fam)

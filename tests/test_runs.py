@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from metarl.cli import main as cli_main
-from metarl.config import RunConfig, coerce, make_config, parse_overrides
+from metarl.config import (
+    RunConfig,
+    coerce,
+    config_differences,
+    config_to_dict,
+    make_config,
+    parse_overrides,
+)
 from metarl.errors import CheckpointError, ConfigError, UnknownFamilyError
 from metarl.runs import (
     UnknownAgentError,
@@ -95,6 +102,22 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
     ra, rb = read_metrics(full.path), read_metrics(part.path)
     assert [r["iteration"] for r in rb] == [0, 1, 2, 3]
     assert [r["return/post"] for r in ra] == [r["return/post"] for r in rb]
+
+
+def test_a_key_added_after_a_checkpoint_was_written_counts_as_its_default():
+    """Checkpoints stay loadable when a config gains a key, unless its value differs."""
+    from metarl.agents.rl2 import RL2Config
+
+    cfg = make_config(RL2Config, {"hidden_size": 32})
+    stored = config_to_dict(cfg)
+    del stored["separate_value"]                   # written before the key existed
+    assert config_differences(stored, cfg) == []
+    on = make_config(RL2Config, {"hidden_size": 32, "separate_value": True})
+    assert config_differences(stored, on) == ["separate_value"]
+    stored["workers"] = 4                          # execution keys never count
+    assert config_differences(stored, cfg) == []
+    stored["hidden_size"] = 64
+    assert config_differences(stored, cfg) == ["hidden_size"]
 
 
 def test_corrupt_or_mismatched_checkpoint_is_a_clear_error_and_changes_nothing(tmp_path):
