@@ -215,7 +215,7 @@ class RL2Policy(nn.Module):
         """One step of the policy's GRU (or ``gru``) for ``(n, input_dim)`` inputs;
         columns with ``active == False`` keep their state (padding rows after an early
         termination are invisible)."""
-        out, _ = (gru or self.gru)(x.unsqueeze(0), h.unsqueeze(0))
+        out, _ = (self.gru if gru is None else gru)(x.unsqueeze(0), h.unsqueeze(0))
         h_new = out.squeeze(0)
         if active is not None:
             h_new = torch.where(active.unsqueeze(-1), h_new, h)
@@ -227,7 +227,7 @@ class RL2Policy(nn.Module):
         ``x (T, n, input_dim)`` from a zero state. Without padding the fused sequence
         kernel runs; with padding the state is frozen on masked rows, step by step, like
         :meth:`step` during sampling."""
-        gru = gru or self.gru
+        gru = self.gru if gru is None else gru
         h = self.initial_state(x.shape[1], x.device)
         if bool((mask > 0).all()):
             out, _ = gru(x, h.unsqueeze(0))
