@@ -289,9 +289,11 @@ def kl_hvp(kl: torch.Tensor, params: Sequence[torch.Tensor], damping: float = 0.
 def maml_kl_hvp(module: torch.nn.Module, theta: Params, lrs: Mapping[str, torch.Tensor | float],
                 trace: Trace, adapted: Params, valid: TaskBatch, old_dist: Dist,
                 damping: float = 0.0, learn_lr: bool = False,
-                second_order: bool = True) -> FisherVP:
+                second_order: bool = True, log_lr: bool = False) -> FisherVP:
     """Hessian-vector products of the mean KL w.r.t. the meta-parameters (θ, and the
     inner learning rates α when ``learn_lr``), through the inner loop: ``Jᵀ F J v``.
+    With ``log_lr`` the rate coordinates are ρ = log α (``lrs`` still holds α): by the
+    chain rule ``v_α = α ∘ v_ρ`` on the way in and ``g_ρ = α ∘ g_α`` on the way out.
 
     Why this is exact: with θ' the adapted parameters, ``J = ∂θ'/∂meta`` and ``F`` the
     Hessian of the KL w.r.t. θ', ``∇²KL = Jᵀ F J + Σ (∂KL/∂θ') ∇²θ'``, and the second
@@ -331,6 +333,8 @@ def maml_kl_hvp(module: torch.nn.Module, theta: Params, lrs: Mapping[str, torch.
                                                      strict=True)]
         v_lr = ([x.view_as(theta[n]) for x, n in zip(torch.split(v[n_theta:], sizes), names,
                                                    strict=True)] if learn_lr else None)
+        if learn_lr and log_lr:
+            v_lr = [lrs[n] * x for x, n in zip(v_lr, names, strict=True)]
         # J v: push the tangent through the inner steps.
         u = [x.unsqueeze(0).expand_as(adapted[n]) for x, n in zip(v_theta, names, strict=True)]
         for k, (_, grads) in enumerate(trace):
@@ -353,6 +357,8 @@ def maml_kl_hvp(module: torch.nn.Module, theta: Params, lrs: Mapping[str, torch.
             if second_order:
                 hw = hess(k, [lrs[n] * wi for wi, n in zip(w, names, strict=True)])
                 w = [wi - h for wi, h in zip(w, hw, strict=True)]
+        if learn_lr and log_lr:
+            g_lr = [lrs[n] * x for x, n in zip(g_lr, names, strict=True)]
         out = [wi.sum(0).reshape(-1) for wi in w] + ([x.reshape(-1) for x in g_lr] if learn_lr else [])
         return torch.cat(out) + damping * v
 
@@ -421,8 +427,10 @@ class MAMLAgent(MetaAgent):
 
     name = "maml"
     progress_keys = {"pre": "return/pre", "post": "return/post", "kl": "kl"}
-    #: Meta-SGD sets this: meta-learn a per-element inner learning rate.
+    #: Meta-SGD sets these: meta-learn a per-element inner learning rate, and whether
+    #: TRPO moves it directly or through its logarithm.
     learn_lr = False
+    log_lr = False
 
     def __init__(self, config: MAMLConfig, family: TaskFamily, train_tasks: Sequence[Task],
                  test_tasks: Sequence[Task]) -> None:
@@ -449,17 +457,21 @@ class MAMLAgent(MetaAgent):
 
     # -- parameters -----------------------------------------------------------------------
     def meta_parameters(self) -> list[torch.Tensor]:
-        """What TRPO optimizes: θ, plus the inner learning rates for Meta-SGD."""
+        """What TRPO optimizes: θ, plus the inner learning rates α for Meta-SGD (or
+        log α, which keeps every rate positive)."""
         params = list(self.theta.values())
         if self.learn_lr:
-            params += list(self.lrs.values())
+            params += [v.log() if self.log_lr else v for v in self.lrs.values()]
         return params
 
     def _split(self, flat: list[torch.Tensor]) -> tuple[Params, Params]:
+        """Meta-parameters -> (θ, α), undoing the log of :meth:`meta_parameters`."""
         n = len(self.theta)
         theta = dict(zip(self.theta, flat[:n], strict=True))
-        lrs = dict(zip(self.lrs, flat[n:], strict=True)) if self.learn_lr else self.lrs
-        return theta, lrs
+        if not self.learn_lr:
+            return theta, self.lrs
+        return theta, {k: v.exp() if self.log_lr else v
+                       for k, v in zip(self.lrs, flat[n:], strict=True)}
 
     def _inner_lrs(self, lrs: Params) -> Mapping[str, torch.Tensor | float]:
         # MAML uses the scalar step size; Meta-SGD the per-element tensor.
@@ -586,7 +598,7 @@ class MAMLAgent(MetaAgent):
             loss, _ = outer_loss_and_kl(self.policy, adapted, valid, old_dist)
         fvp = maml_kl_hvp(self.policy, theta, self._inner_lrs(lrs), trace, adapted, valid,
                           old_dist, cfg.cg_damping, learn_lr=self.learn_lr,
-                          second_order=not cfg.first_order)
+                          second_order=not cfg.first_order, log_lr=self.log_lr)
 
         def evaluate(candidate: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
             th, lr = self._split(candidate)

@@ -5,14 +5,15 @@ Setting (configs/maml_pointnav.yaml, configs/metasgd_pointnav.yaml): meta-batch 
 20 episodes per task, horizon 100, inner lr 0.1 (one VPG step with the linear baseline),
 TRPO outer step with max KL 0.01, 64x64 tanh Gaussian policy, GAE lambda 0.9 (ours; the
 paper does not give it, pytorch-maml-rl uses 1.0: ``--set gae_lambda=1.0 --tag gae1``);
-70 meta-iterations (about 5.4M env steps). Targets (issue 4): after 1 inner step, mean held-out return
->= -15.5, in <= 540 s of training wall-clock per run on a 2-core machine; Meta-SGD
-after 1 step >= MAML's.
+Meta-SGD's TRPO step moves log α (``log_inner_lr``); 70 meta-iterations (about 5.4M env
+steps). Targets (issue 4): after 1 inner step, mean held-out return >= -15.5, in <= 540 s
+of training wall-clock per run on a 2-core machine; Meta-SGD after 1 step >= MAML's.
 
     python benchmarks/maml_pointnav.py                      # 2 seeds x {maml, metasgd}
     python benchmarks/maml_pointnav.py --agents maml --seeds 0 --iterations 5   # smoke
     python benchmarks/maml_pointnav.py --summarize          # merge per-run results only
     python benchmarks/maml_pointnav.py --set gae_lambda=1.0 --tag gae1   # an ablation
+    python benchmarks/maml_pointnav.py --agents metasgd --set log_inner_lr=false --tag direct_lr
 
 Each run writes ``benchmarks/results/maml_pointnav[_<tag>]_<agent>_s<seed>.json`` as soon
 as it finishes; the summary ``maml_pointnav[_<tag>].json`` and figure
@@ -77,6 +78,7 @@ def run_one(agent: str, seed: int, iterations: int, eval_tasks: int, eval_episod
         "train_return_pre_last10": float(np.mean([r["return/pre"] for r in rows[-10:]])),
         "train_return_post_last10": float(np.mean([r["return/post"] for r in rows[-10:]])),
         "curve": curve.to_dict(),
+        "inner_lr": learned_rates(trained),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_avg_1min_at_end": os.getloadavg()[0]},
     }
@@ -85,6 +87,14 @@ def run_one(agent: str, seed: int, iterations: int, eval_tasks: int, eval_episod
     print(f"{agent} seed {seed}: train {wall:.0f} s wall ({cpu:.0f} s cpu), "
           f"held-out returns by step {[round(m, 2) for m in curve.mean]}", flush=True)
     return doc
+
+
+def learned_rates(agent) -> dict | None:
+    """Meta-SGD's learned step sizes after training, per parameter tensor (None for MAML)."""
+    if not getattr(agent, "learn_lr", False):
+        return None
+    return {name: {"min": float(a.min()), "mean": float(a.mean()), "max": float(a.max())}
+            for name, a in ((k, v.detach().cpu()) for k, v in agent.lrs.items())}
 
 
 def random_init(steps: int, eval_tasks: int, eval_episodes: int, runs_dir: Path,
@@ -115,6 +125,16 @@ def pooled_curve(docs: list[dict], label: str) -> Curve:
                  budgets=curves[0].budgets, episodes=curves[0].episodes,
                  mean=[m for m, _ in stats], ci95=[c for _, c in stats],
                  n_tasks=len(per_task[0]), budget_unit=curves[0].budget_unit)
+
+
+def paired_difference(runs: list[dict], step: int) -> dict:
+    """Meta-SGD minus MAML after ``step`` inner steps, task by task within each seed (both
+    agents of a seed are evaluated on the same tasks with the same seed), pooled over seeds."""
+    by_seed = {(d["agent"], d["seed"]): np.asarray(d["curve"]["per_task"][step]) for d in runs}
+    seeds = sorted(s for a, s in by_seed if a == "maml" and ("metasgd", s) in by_seed)
+    diffs = np.concatenate([by_seed["metasgd", s] - by_seed["maml", s] for s in seeds])
+    mean, ci = mean_ci95(diffs)
+    return {"seeds": seeds, "mean": mean, "ci95": ci, "n_tasks_x_seeds": int(diffs.size)}
 
 
 def summarize_results(tag: str = "") -> dict:
@@ -158,6 +178,15 @@ def summarize_results(tag: str = "") -> dict:
         summary["metasgd_1step_ge_maml"] = bool(
             summary["agents"]["metasgd"]["return_by_step_mean"][1]
             >= summary["agents"]["maml"]["return_by_step_mean"][1])
+        summary["metasgd_minus_maml_1step"] = paired_difference(runs, step=1)
+    elif tag and "metasgd" in summary["agents"]:
+        # A Meta-SGD-only ablation (e.g. --set log_inner_lr=false): pair it with the
+        # preset's MAML runs, which such an override does not change.
+        preset_maml = [json.loads(p.read_text())
+                       for p in sorted(RESULTS.glob(f"{result_prefix('')}_maml_s*.json"))]
+        if preset_maml:
+            summary["metasgd_minus_maml_1step"] = {
+                **paired_difference(runs + preset_maml, step=1), "maml_runs": "the preset's (no tag)"}
     (RESULTS / f"{prefix}.json").write_text(json.dumps(summary, indent=1))
     if curves:
         plot_curves(curves, RESULTS / f"{prefix}.png",

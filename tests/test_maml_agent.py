@@ -10,6 +10,7 @@ from metarl.agents.metasgd import MetaSGDAgent, MetaSGDConfig
 
 import metarl
 from metarl.config import make_config
+from metarl.errors import ConfigError
 
 TINY = {"meta_batch_size": 2, "episodes_per_task": 2, "horizon": 10, "hidden_sizes": [8],
         "num_train_tasks": 6, "num_test_tasks": 2, "cg_iters": 3, "eval_episodes": 2,
@@ -38,6 +39,29 @@ def test_metasgd_with_frozen_learning_rates_equals_maml():
     lrs = torch.cat([v.detach().flatten() for v in learned.lrs.values()])
     assert not torch.allclose(lrs, torch.full_like(lrs, 0.1))
     assert not any(torch.equal(maml.theta[k], learned.theta[k]) for k in maml.theta)
+
+
+def test_log_inner_lr_keeps_every_rate_positive():
+    # Rates near zero: a direct TRPO step on α moves each by an amount and pushes some
+    # below zero; a step on log α moves each by a factor, so none can cross it.
+    ends = {}
+    for log in (False, True):
+        agent = _agent(MetaSGDAgent, MetaSGDConfig, log_inner_lr=log)
+        agent.lrs = {k: torch.full_like(v, 1e-3).requires_grad_(True) for k, v in agent.lrs.items()}
+        theta, lrs = agent._split([p.detach() for p in agent.meta_parameters()])
+        for k in agent.lrs:  # the meta-parameters map back to the same (θ, α)
+            torch.testing.assert_close(lrs[k], agent.lrs[k])
+            assert torch.equal(theta[k], agent.theta[k])
+        assert agent.train_iteration(0)["accepted"] == 1.0
+        ends[log] = torch.cat([v.detach().flatten() for v in agent.lrs.values()])
+    assert (ends[False] < 0).any()
+    assert (ends[True] > 0).all()
+    assert (ends[True] / 1e-3 - 1).abs().max() > 1e-6  # moved, by more than round-off
+
+
+def test_log_inner_lr_needs_a_positive_inner_lr():
+    with pytest.raises(ConfigError, match="log_inner_lr"):
+        make_config(MetaSGDConfig, {**TINY, "log_inner_lr": True, "inner_lr": 0.0})
 
 
 def test_first_order_and_multi_step_iterations_run():

@@ -148,26 +148,32 @@ def test_conjugate_gradient_matches_direct_solve():
     assert (A @ x3 - b).norm() < b.norm()
 
 
-@pytest.mark.parametrize("steps,learn_lr,first_order", [
-    (1, False, False), (2, False, False), (1, True, False), (2, True, False), (1, False, True),
-    (2, True, True)])
-def test_kl_hvp_matches_full_hessian(setup, steps, learn_lr, first_order):
+@pytest.mark.parametrize("steps,learn_lr,first_order,log_lr", [
+    (1, False, False, False), (2, False, False, False), (1, True, False, False),
+    (2, True, False, False), (1, False, True, False), (2, True, True, False),
+    (1, True, False, True), (2, True, True, True)])
+def test_kl_hvp_matches_full_hessian(setup, steps, learn_lr, first_order, log_lr):
     policy, theta, trains, valid = setup
     trains = trains[:steps]
-    lr0 = {k: torch.full_like(v, 0.3).requires_grad_(learn_lr) for k, v in theta.items()}
+    # Per-element rates that differ, so that the log chain rule's α ∘ · is visible.
+    g = torch.Generator().manual_seed(4)
+    lr0 = {k: (0.2 + 0.2 * torch.rand(v.shape, generator=g, dtype=v.dtype)).requires_grad_(learn_lr)
+           for k, v in theta.items()}
     lrs = lr0 if learn_lr else {k: 0.3 for k in theta}
     old = _old_dist(policy, theta, trains, lrs, valid)
-    meta = list(theta.values()) + (list(lr0.values()) if learn_lr else [])
+    rate_coords = {k: v.detach().log() if log_lr else v.detach() for k, v in lr0.items()}
+    meta = list(theta.values()) + (list(rate_coords.values()) if learn_lr else [])
     like = dict(theta) | ({f"lr.{k}": v for k, v in lr0.items()} if learn_lr else {})
     trace = []
     adapted = adapt(policy, theta, trains, lrs, create_graph=not first_order, trace=trace)
     hvp = maml_kl_hvp(policy, theta, lrs, trace, adapted, valid, old, damping=0.0,
-                      learn_lr=learn_lr, second_order=not first_order)
+                      learn_lr=learn_lr, second_order=not first_order, log_lr=log_lr)
 
     def kl_of(x):
         parts = unflat_params(x, like)
         th = {k: parts[k] for k in theta}
-        lr = {k: parts[f"lr.{k}"] for k in theta} if learn_lr else lrs
+        lr = ({k: parts[f"lr.{k}"].exp() if log_lr else parts[f"lr.{k}"] for k in theta}
+              if learn_lr else lrs)
         params = adapt(policy, th, trains, lr, create_graph=not first_order)
         return outer_loss_and_kl(policy, params, valid, old)[1]
 

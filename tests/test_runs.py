@@ -85,11 +85,13 @@ def test_cli_bad_input_exits_2_with_message(tmp_path, capsys):
     assert not any((tmp_path / d).exists() for d in "abcde")  # nothing written
 
 
-def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
-    full = create_run("maml", overrides=TINY, out=tmp_path / "full")
+@pytest.mark.parametrize("agent,extra", [("maml", {}), ("metasgd", {}),
+                                         ("metasgd", {"log_inner_lr": True})])
+def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path, agent, extra):
+    full = create_run(agent, overrides=TINY | extra, out=tmp_path / "full")
     train_run(full, progress=False)
 
-    part = create_run("maml", overrides=TINY, out=tmp_path / "part")
+    part = create_run(agent, overrides=TINY | extra, out=tmp_path / "part")
     train_run(part, progress=False, stop_after=2)          # "interrupted" after iteration 1
     assert load_checkpoint(part.path / "checkpoint.pt")["iteration"] == 1
     train_run(open_run(part.path), resume=True, progress=False)
@@ -97,8 +99,9 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
     a = load_checkpoint(full.path / "checkpoint.pt")
     b = load_checkpoint(part.path / "checkpoint.pt")
     assert a["iteration"] == b["iteration"] == 3
-    for k, v in a["agent_state"]["theta"].items():
-        assert torch.equal(v, b["agent_state"]["theta"][k]), k
+    for group in ("theta", "lrs"):
+        for k, v in a["agent_state"][group].items():
+            assert torch.equal(v, b["agent_state"][group][k]), (group, k)
     ra, rb = read_metrics(full.path), read_metrics(part.path)
     assert [r["iteration"] for r in rb] == [0, 1, 2, 3]
     assert [r["return/post"] for r in ra] == [r["return/post"] for r in rb]
