@@ -94,7 +94,7 @@ def learned_rates(agent) -> dict | None:
     if not getattr(agent, "learn_lr", False):
         return None
     return {name: {"min": float(a.min()), "mean": float(a.mean()), "max": float(a.max())}
-            for name, a in ((k, v.detach().cpu()) for k, v in agent.lrs.items())}
+            for name, a in ((k, v.detach()) for k, v in agent.lrs.items())}
 
 
 def random_init(steps: int, eval_tasks: int, eval_episodes: int, runs_dir: Path,
