@@ -137,10 +137,15 @@ def paired_difference(runs: list[dict], step: int) -> dict:
     return {"seeds": seeds, "mean": mean, "ci95": ci, "n_tasks_x_seeds": int(diffs.size)}
 
 
+def run_results(tag: str, agents: tuple[str, ...] = ("maml", "metasgd")) -> list[dict]:
+    """The per-run result files of a tag, agent by agent, seed by seed."""
+    return [json.loads(p.read_text()) for agent in agents
+            for p in sorted(RESULTS.glob(f"{result_prefix(tag)}_{agent}_s*.json"))]
+
+
 def summarize_results(tag: str = "") -> dict:
     prefix = result_prefix(tag)
-    runs = [json.loads(p.read_text()) for agent in ("maml", "metasgd")
-            for p in sorted(RESULTS.glob(f"{prefix}_{agent}_s*.json"))]
+    runs = run_results(tag)
     summary: dict = {"setting": "MAML paper 2D navigation: meta-batch 20, 20 episodes/task, H=100, "
                                 "inner lr 0.1, TRPO max KL 0.01, 64x64 tanh; GAE lambda per agent below",
                      "tag": tag, "overrides": runs[0].get("overrides", {}) if runs else {},
@@ -182,8 +187,7 @@ def summarize_results(tag: str = "") -> dict:
     elif tag and "metasgd" in summary["agents"]:
         # A Meta-SGD-only ablation (e.g. --set log_inner_lr=false): pair it with the
         # preset's MAML runs, which such an override does not change.
-        preset_maml = [json.loads(p.read_text())
-                       for p in sorted(RESULTS.glob(f"{result_prefix('')}_maml_s*.json"))]
+        preset_maml = run_results("", agents=("maml",))
         if preset_maml:
             summary["metasgd_minus_maml_1step"] = {
                 **paired_difference(runs + preset_maml, step=1), "maml_runs": "the preset's (no tag)"}
