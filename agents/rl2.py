@@ -71,6 +71,13 @@ class RL2Config(RunConfig):
     #: the value function reads its own GRU instead of sharing the policy's (the
     #: value loss then cannot use up memory the policy needs).
     separate_value: bool = False
+    #: width of a tanh hidden layer in each head, which reads the GRU output *and* the
+    #: step's input (0: linear heads on the GRU output alone). Lets the head pick out
+    #: what memory says about the current state instead of the GRU re-encoding it.
+    head_hidden: int = 0
+    #: also feed the previous observation, so that a reward arrives with the state and
+    #: action that earned it (the GRU need not carry s_{t-1} one step to pair them).
+    prev_obs_input: bool = False
     lr: float = 1e-3
     #: linear learning-rate decay to 0 over num_iterations.
     anneal_lr: bool = True
@@ -95,6 +102,8 @@ class RL2Config(RunConfig):
     def validate(self) -> None:
         if self.episodes_per_trial < 1 or self.trials_per_iter < 1 or self.hidden_size < 1:
             raise ConfigError("episodes_per_trial, trials_per_iter and hidden_size must be >= 1")
+        if self.head_hidden < 0:
+            raise ConfigError(f"head_hidden must be >= 0 (0: linear heads), got {self.head_hidden}")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
             raise ConfigError("gamma and gae_lambda must lie in [0, 1]")
         if self.num_minibatches < 1 or self.num_minibatches > self.trials_per_iter:
@@ -125,7 +134,8 @@ class RL2Policy(nn.Module):
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
                  hidden_size: int = 128, init_log_std: float = -0.5,
-                 separate_value: bool = False) -> None:
+                 separate_value: bool = False, head_hidden: int = 0,
+                 prev_obs_input: bool = False) -> None:
         super().__init__()
         self.obs_dim = int(np.prod(observation_space.shape))
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
@@ -140,12 +150,14 @@ class RL2Policy(nn.Module):
         else:
             raise TypeError(f"RL² supports Discrete and bounded Box actions, got {action_space}")
         self.hidden_size = int(hidden_size)
-        self.input_dim = self.obs_dim + self.act_dim + 2
+        self.prev_obs_input = bool(prev_obs_input)
+        self.input_dim = self.obs_dim * (2 if self.prev_obs_input else 1) + self.act_dim + 2
         self.gru = self._make_gru()
         self.value_gru = self._make_gru() if separate_value else None
+        self.head_hidden = int(head_hidden)
         # Small actor init: start near-uniform / near-zero-mean (CleanRL's recipe).
-        self.actor = _layer_init(nn.Linear(self.hidden_size, self.act_dim), 0.01)
-        self.critic = _layer_init(nn.Linear(self.hidden_size, 1), 1.0)
+        self.actor = self._make_head(self.act_dim, 0.01)
+        self.critic = self._make_head(1, 1.0)
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((self.act_dim,), float(init_log_std)))
 
@@ -158,13 +170,23 @@ class RL2Policy(nn.Module):
                 nn.init.zeros_(p)
         return gru
 
+    def _make_head(self, out_dim: int, out_std: float) -> nn.Module:
+        if self.head_hidden == 0:
+            return _layer_init(nn.Linear(self.hidden_size, out_dim), out_std)
+        return nn.Sequential(
+            _layer_init(nn.Linear(self.hidden_size + self.input_dim, self.head_hidden), math.sqrt(2)),
+            nn.Tanh(), _layer_init(nn.Linear(self.head_hidden, out_dim), out_std))
+
     # ---- inputs ----------------------------------------------------------------------
     def features(self, obs: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor,
-                 done_flag: torch.Tensor, has_prev: torch.Tensor) -> torch.Tensor:
+                 done_flag: torch.Tensor, has_prev: torch.Tensor,
+                 prev_obs: torch.Tensor | None = None) -> torch.Tensor:
         """GRU input ``(..., input_dim)`` from per-step tensors with leading shape ``(...)``.
 
         ``has_prev`` is False at the first step of a trial, where there is no previous
         action (the sampler passes action 0 there, which must not look like arm 0).
+        ``prev_obs`` (needed with ``prev_obs_input``) is the observation at the last real
+        step before this one.
         """
         lead = obs.shape[: prev_reward.dim()]
         obs = obs.reshape(*lead, self.obs_dim).float()
@@ -174,13 +196,23 @@ class RL2Policy(nn.Module):
         else:
             act = (prev_action.reshape(*lead, self.act_dim).float() / self.act_scale).clamp(-1, 1)
             act = act * keep
-        return torch.cat([obs, act, prev_reward.float().unsqueeze(-1),
+        parts = [obs]
+        if self.prev_obs_input:
+            if prev_obs is None:
+                raise ValueError("this policy reads the previous observation: pass prev_obs")
+            parts.append(prev_obs.reshape(*lead, self.obs_dim).float() * keep)
+        return torch.cat([*parts, act, prev_reward.float().unsqueeze(-1),
                           done_flag.float().unsqueeze(-1)], dim=-1)
 
     # ---- heads -----------------------------------------------------------------------
-    def distribution(self, hidden: torch.Tensor) -> Distribution:
-        """Action distribution from GRU outputs ``(..., hidden)``."""
-        out = self.actor(hidden)
+    def head_input(self, hidden: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """What the heads read: the GRU output ``(..., hidden)``, joined by the step's
+        input ``x (..., input_dim)`` when the heads have a hidden layer."""
+        return hidden if self.head_hidden == 0 else torch.cat([hidden, x], dim=-1)
+
+    def distribution(self, head_in: torch.Tensor) -> Distribution:
+        """Action distribution from :meth:`head_input` ``(..., head input)``."""
+        out = self.actor(head_in)
         if self.discrete:
             return Categorical(logits=out)
         std = self.log_std.exp().expand_as(out)
@@ -194,8 +226,8 @@ class RL2Policy(nn.Module):
     def entropy(self, dist: Distribution) -> torch.Tensor:
         return dist.entropy() if self.discrete else dist.entropy().sum(-1)
 
-    def value(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.critic(hidden).squeeze(-1)
+    def value(self, head_in: torch.Tensor) -> torch.Tensor:
+        return self.critic(head_in).squeeze(-1)
 
     def trial_values(self, x: torch.Tensor, mask: torch.Tensor, hidden: torch.Tensor
                      ) -> torch.Tensor:
@@ -203,7 +235,7 @@ class RL2Policy(nn.Module):
         ``hidden``, or on the value GRU's own unroll of ``x`` when it has one."""
         if self.value_gru is not None:
             hidden = self.unroll(x, mask, self.value_gru)
-        return self.value(hidden)
+        return self.value(self.head_input(hidden, x))
 
     # ---- recurrence --------------------------------------------------------------------
     def initial_state(self, n: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -246,10 +278,10 @@ class RL2Policy(nn.Module):
 
 
 def trial_inputs(batch: EpisodeBatch) -> dict[str, torch.Tensor]:
-    """Per-step previous action, previous reward, done flag and has-prev of every row,
-    as :class:`~metarl.rollout.Sampler` fed them to the policy.
+    """Per-step previous observation, action and reward, done flag and has-prev of every
+    row, as :class:`~metarl.rollout.Sampler` and :func:`make_actor` fed them to the policy.
 
-    The sampler's previous action / reward at row t are those of the last *real* row
+    The previous observation / action / reward at row t are those of the last *real* row
     before t in the same trial (padding rows do not update them), zeros at t = 0.
     """
     T, n = batch.mask.shape
@@ -264,10 +296,12 @@ def trial_inputs(batch: EpisodeBatch) -> dict[str, torch.Tensor]:
     prev_action = torch.where(has_prev.reshape(act_idx.shape[:2] + (1,) * (actions.dim() - 2)),
                               prev_action, torch.zeros_like(prev_action))
     prev_reward = batch.rewards.gather(0, idx) * has_prev
+    obs = batch.obs
+    prev_obs = obs.gather(0, idx.reshape(T, n, *([1] * (obs.dim() - 2))).expand_as(obs))
     step_in_episode = torch.arange(T) % batch.horizon
     done_flag = ((step_in_episode == 0) & (torch.arange(T) > 0)).unsqueeze(1).expand(T, n)
     return {"prev_action": prev_action, "prev_reward": prev_reward, "done_flag": done_flag,
-            "has_prev": has_prev}
+            "has_prev": has_prev, "prev_obs": prev_obs}
 
 
 def make_actor(policy: RL2Policy, deterministic: bool = False,
@@ -281,13 +315,18 @@ def make_actor(policy: RL2Policy, deterministic: bool = False,
         n = obs.shape[0]
         if ctx.trial_start or "h" not in state:
             state["h"] = policy.initial_state(n)
+            state["prev_obs"] = torch.zeros_like(obs)
         has_prev = torch.full((n,), not ctx.trial_start)
         done_flag = ctx.episode_start & (ctx.t > 0)
-        x = policy.features(obs, ctx.prev_action, ctx.prev_reward, done_flag, has_prev)
+        x = policy.features(obs, ctx.prev_action, ctx.prev_reward, done_flag, has_prev,
+                            state["prev_obs"])
         state["h"] = policy.step(x, state["h"], ctx.active)
+        # like the sampler's previous action / reward, padding rows do not update it
+        active = ctx.active.reshape(n, *([1] * (obs.dim() - 1)))
+        state["prev_obs"] = torch.where(active, obs, state["prev_obs"])
         if record is not None:
             record.append(state["h"].clone())
-        dist = policy.distribution(state["h"])
+        dist = policy.distribution(policy.head_input(state["h"], x))
         if deterministic:
             action = dist.probs.argmax(-1) if policy.discrete else dist.mean
         else:
@@ -346,13 +385,14 @@ class RL2(MetaAgent):
         obs_space, act_space = env.observation_space, env.action_space
         env.close()
         self.policy = RL2Policy(obs_space, act_space, cfg.hidden_size, cfg.init_log_std,
-                                cfg.separate_value)
+                                cfg.separate_value, cfg.head_hidden, cfg.prev_obs_input)
         self.device = torch.device(cfg.device)
         # Rollouts run on a CPU copy; updates on `device` (the same module when device is cpu).
         self.train_policy = self.policy
         if self.device.type != "cpu":
-            self.train_policy = RL2Policy(obs_space, act_space, cfg.hidden_size,
-                                          cfg.init_log_std, cfg.separate_value).to(self.device)
+            self.train_policy = RL2Policy(obs_space, act_space, cfg.hidden_size, cfg.init_log_std,
+                                          cfg.separate_value, cfg.head_hidden,
+                                          cfg.prev_obs_input).to(self.device)
             self.train_policy.load_state_dict(self.policy.state_dict())
         self.optimizer = torch.optim.Adam(self.train_policy.parameters(), lr=cfg.lr, eps=1e-5)
         self.sampler = make_sampler(family, workers=cfg.workers, ray_address=cfg.ray_address,
@@ -392,9 +432,9 @@ class RL2(MetaAgent):
         mask = pick(batch.mask)
         x = policy.features(pick(batch.obs), pick(inputs["prev_action"]),
                             pick(inputs["prev_reward"]), pick(inputs["done_flag"]),
-                            pick(inputs["has_prev"]))
+                            pick(inputs["has_prev"]), pick(inputs["prev_obs"]))
         hidden = policy.unroll(x, mask)
-        dist = policy.distribution(hidden)
+        dist = policy.distribution(policy.head_input(hidden, x))
         return ReplayOut(policy.log_prob(dist, pick(batch.actions)), policy.entropy(dist),
                          policy.trial_values(x, mask, hidden))
 

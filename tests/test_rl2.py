@@ -95,10 +95,15 @@ def test_recurrent_state_resets_between_trials_only() -> None:
     # big success radius and short horizon: many early terminations, so padding rows
     ("metarl/PointNav2D-v0", {"success_radius": 0.3, "horizon": 8}),
 ])
-def test_first_epoch_ratio_is_exactly_one(family_id: str, kwargs: dict) -> None:
-    """The sequence-minibatch replay recomputes the sampling log-probs exactly."""
+@pytest.mark.parametrize("head_hidden,prev_obs_input", [(0, False), (8, False), (0, True)])
+def test_first_epoch_ratio_is_exactly_one(family_id: str, kwargs: dict, head_hidden: int,
+                                          prev_obs_input: bool) -> None:
+    """The sequence-minibatch replay recomputes the sampling log-probs exactly (with
+    ``prev_obs_input`` too: the replay's previous observation is the sampler's, padding
+    rows included)."""
     fam = metarl.make_family(family_id, **kwargs)
-    agent = RL2(_config(fam, family_kwargs=kwargs, episodes_per_trial=3, num_minibatches=4), fam)
+    agent = RL2(_config(fam, family_kwargs=kwargs, episodes_per_trial=3, num_minibatches=4,
+                        head_hidden=head_hidden, prev_obs_input=prev_obs_input), fam)
     batch = agent.sample(agent._tasks_for(0), seed=5)
     if family_id.startswith("metarl/PointNav"):
         assert (batch.mask == 0).any(), "the test needs padding rows"
@@ -150,6 +155,34 @@ def test_values_read_their_own_gru_only_when_separate(separate: bool) -> None:
     assert agent.train_iteration()["ratio0"] < 1e-5
 
 
+@pytest.mark.parametrize("head_hidden", [0, 8])
+def test_heads_read_the_steps_input_only_with_a_hidden_layer(head_hidden: int) -> None:
+    """With ``head_hidden`` the heads see the step's input beside the GRU output (a new
+    observation moves the action distribution even with the memory held fixed); with
+    linear heads the GRU output is all they see."""
+    fam = metarl.make_family("metarl/TabularMDP-v0")
+    env = fam.make_env()
+    torch.manual_seed(0)
+    policy = RL2Policy(env.observation_space, env.action_space, 16, head_hidden=head_hidden)
+    with torch.no_grad():  # an actor init of 0.01 leaves the logits near 0: make them visible
+        (policy.actor if head_hidden == 0 else policy.actor[-1]).weight.mul_(100)
+    h = torch.randn(4, 16)
+    state = torch.tensor([0, 1, 2, 3])
+    x_a = policy.features(torch.nn.functional.one_hot(state, 10).float(), torch.zeros(4),
+                          torch.zeros(4), torch.zeros(4), torch.zeros(4, dtype=torch.bool))
+    x_b = policy.features(torch.nn.functional.one_hot(state + 5, 10).float(), torch.zeros(4),
+                          torch.zeros(4), torch.zeros(4), torch.zeros(4, dtype=torch.bool))
+    logits_a = policy.distribution(policy.head_input(h, x_a)).logits
+    logits_b = policy.distribution(policy.head_input(h, x_b)).logits
+    values_a = policy.value(policy.head_input(h, x_a))
+    values_b = policy.value(policy.head_input(h, x_b))
+    if head_hidden:
+        assert (logits_a - logits_b).abs().max() > 1e-3
+        assert (values_a - values_b).abs().max() > 1e-3
+    else:
+        assert torch.equal(logits_a, logits_b) and torch.equal(values_a, values_b)
+
+
 # ---- learning: a mechanism with a known answer -------------------------------------------
 def test_two_armed_bandit_learns_to_exploit_the_paying_arm() -> None:
     """One of two arms always pays (p = [1, 0] or [0, 1], at random per trial). After short
@@ -177,16 +210,19 @@ def test_config_rejects_bad_values() -> None:
         make_config(RL2Config, {"trials_per_iter": 4, "num_minibatches": 8})
     with pytest.raises(ConfigError, match="unknown config key"):
         make_config(RL2Config, {"hiden_size": 3})
+    with pytest.raises(ConfigError, match="head_hidden"):
+        make_config(RL2Config, {"head_hidden": -1})
     fam = metarl.make_family("metarl/Bandit-v0")
     with pytest.raises(ConfigError, match="train tasks"):
         RL2(make_config(RL2Config, {"family": fam.id, "fresh_tasks": False}), fam, [])
 
 
-@pytest.mark.parametrize("separate_value", [False, True])
-def test_resume_gives_the_same_parameters(tmp_path, separate_value: bool) -> None:
+@pytest.mark.parametrize("separate_value,head_hidden", [(False, 0), (True, 0), (False, 8)])
+def test_resume_gives_the_same_parameters(tmp_path, separate_value: bool, head_hidden: int
+                                          ) -> None:
     fam = metarl.make_family("metarl/Bandit-v0", arms=3, pulls=5)
     cfg = _config(fam, family_kwargs={"arms": 3, "pulls": 5}, num_iterations=4,
-                  separate_value=separate_value)
+                  separate_value=separate_value, head_hidden=head_hidden)
     straight = RL2(cfg, fam)
     straight.train()
     first = RL2(cfg, fam)
