@@ -128,8 +128,10 @@ class RL2Policy(nn.Module):
     Input at step t: ``[obs_t, a_{t-1}, r_{t-1}, d_t]`` where ``a`` is one-hot for a
     ``Discrete`` space (all zeros at the start of a trial) and scaled to [-1, 1] for a
     ``Box``; ``d_t = 1`` when step t starts a new episode inside the trial (the
-    previous step ended an episode). The GRU trunk is shared by both heads, unless
-    ``separate_value``: then the value head reads a second GRU of the same inputs.
+    previous step ended an episode); with ``prev_obs_input``, ``obs_{t-1}`` follows
+    ``obs_t``. The GRU trunk is shared by both heads, unless ``separate_value``: then the
+    value head reads a second GRU of the same inputs. The heads are linear on the GRU
+    output, or with ``head_hidden > 0`` one tanh layer on [GRU output, step input].
     """
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
