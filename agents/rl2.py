@@ -279,9 +279,10 @@ class RL2Policy(nn.Module):
 # --------------------------------------------------------------------------------------
 
 
-def trial_inputs(batch: EpisodeBatch) -> dict[str, torch.Tensor]:
-    """Per-step previous observation, action and reward, done flag and has-prev of every
-    row, as :class:`~metarl.rollout.Sampler` and :func:`make_actor` fed them to the policy.
+def trial_inputs(batch: EpisodeBatch, prev_obs: bool = False) -> dict[str, torch.Tensor]:
+    """Per-step previous action and reward, done flag and has-prev of every row (and the
+    previous observation, with ``prev_obs``), as :class:`~metarl.rollout.Sampler` and
+    :func:`make_actor` fed them to the policy.
 
     The previous observation / action / reward at row t are those of the last *real* row
     before t in the same trial (padding rows do not update them), zeros at t = 0.
@@ -292,18 +293,20 @@ def trial_inputs(batch: EpisodeBatch) -> dict[str, torch.Tensor]:
     prev_idx = torch.cat([torch.full((1, n), -1, dtype=rows.dtype), last_real[:-1]])
     has_prev = prev_idx >= 0
     idx = prev_idx.clamp(min=0)
-    actions = batch.actions
-    act_idx = idx.reshape(T, n, *([1] * (actions.dim() - 2))).expand_as(actions)
-    prev_action = actions.gather(0, act_idx)
-    prev_action = torch.where(has_prev.reshape(act_idx.shape[:2] + (1,) * (actions.dim() - 2)),
-                              prev_action, torch.zeros_like(prev_action))
-    prev_reward = batch.rewards.gather(0, idx) * has_prev
-    obs = batch.obs
-    prev_obs = obs.gather(0, idx.reshape(T, n, *([1] * (obs.dim() - 2))).expand_as(obs))
+
+    def at_prev(x: torch.Tensor) -> torch.Tensor:
+        """Row ``idx`` of ``x (T, n, ...)``, zeros where there is no previous row."""
+        trail = (1,) * (x.dim() - 2)
+        picked = x.gather(0, idx.reshape(T, n, *trail).expand_as(x))
+        return torch.where(has_prev.reshape(T, n, *trail), picked, torch.zeros_like(picked))
+
     step_in_episode = torch.arange(T) % batch.horizon
     done_flag = ((step_in_episode == 0) & (torch.arange(T) > 0)).unsqueeze(1).expand(T, n)
-    return {"prev_action": prev_action, "prev_reward": prev_reward, "done_flag": done_flag,
-            "has_prev": has_prev, "prev_obs": prev_obs}
+    inputs = {"prev_action": at_prev(batch.actions), "prev_reward": at_prev(batch.rewards),
+              "done_flag": done_flag, "has_prev": has_prev}
+    if prev_obs:
+        inputs["prev_obs"] = at_prev(batch.obs)
+    return inputs
 
 
 def make_actor(policy: RL2Policy, deterministic: bool = False,
@@ -317,15 +320,17 @@ def make_actor(policy: RL2Policy, deterministic: bool = False,
         n = obs.shape[0]
         if ctx.trial_start or "h" not in state:
             state["h"] = policy.initial_state(n)
-            state["prev_obs"] = torch.zeros_like(obs)
+            if policy.prev_obs_input:
+                state["prev_obs"] = torch.zeros_like(obs)
         has_prev = torch.full((n,), not ctx.trial_start)
         done_flag = ctx.episode_start & (ctx.t > 0)
         x = policy.features(obs, ctx.prev_action, ctx.prev_reward, done_flag, has_prev,
-                            state["prev_obs"])
+                            state.get("prev_obs"))
         state["h"] = policy.step(x, state["h"], ctx.active)
-        # like the sampler's previous action / reward, padding rows do not update it
-        active = ctx.active.reshape(n, *([1] * (obs.dim() - 1)))
-        state["prev_obs"] = torch.where(active, obs, state["prev_obs"])
+        if policy.prev_obs_input:
+            # like the sampler's previous action / reward, padding rows do not update it
+            active = ctx.active.reshape(n, *([1] * (obs.dim() - 1)))
+            state["prev_obs"] = torch.where(active, obs, state["prev_obs"])
         if record is not None:
             record.append(state["h"].clone())
         dist = policy.distribution(policy.head_input(state["h"], x))
@@ -427,14 +432,16 @@ class RL2(MetaAgent):
         """Re-run the GRU over whole trials (all columns, or ``cols``) from a zero state."""
         dev = next(policy.parameters()).device
 
-        def pick(x: torch.Tensor) -> torch.Tensor:
+        def pick(x: torch.Tensor | None) -> torch.Tensor | None:
+            if x is None:
+                return None
             x = x if cols is None else x[:, cols]
             return x.to(dev)
 
         mask = pick(batch.mask)
         x = policy.features(pick(batch.obs), pick(inputs["prev_action"]),
                             pick(inputs["prev_reward"]), pick(inputs["done_flag"]),
-                            pick(inputs["has_prev"]), pick(inputs["prev_obs"]))
+                            pick(inputs["has_prev"]), pick(inputs.get("prev_obs")))
         hidden = policy.unroll(x, mask)
         dist = policy.distribution(policy.head_input(hidden, x))
         return ReplayOut(policy.log_prob(dist, pick(batch.actions)), policy.entropy(dist),
@@ -451,7 +458,7 @@ class RL2(MetaAgent):
         batch = self.sample(self._tasks_for(it), seed=int(np.random.SeedSequence(
             [cfg.seed, 2, it]).generate_state(1)[0]))
         t_sample = time.perf_counter() - t0
-        inputs = trial_inputs(batch)
+        inputs = trial_inputs(batch, prev_obs=self.policy.prev_obs_input)
         dev = self.device
         mask = batch.mask.to(dev)
         old_logp = batch.log_probs.to(dev)

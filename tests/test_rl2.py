@@ -107,7 +107,7 @@ def test_first_epoch_ratio_is_exactly_one(family_id: str, kwargs: dict, head_hid
     batch = agent.sample(agent._tasks_for(0), seed=5)
     if family_id.startswith("metarl/PointNav"):
         assert (batch.mask == 0).any(), "the test needs padding rows"
-    out = agent.replay(agent.policy, batch, trial_inputs(batch))
+    out = agent.replay(agent.policy, batch, trial_inputs(batch, prev_obs=prev_obs_input))
     m = batch.mask > 0
     torch.testing.assert_close(out.log_probs[m], batch.log_probs[m], atol=1e-5, rtol=0)
     metrics = agent.train_iteration()
