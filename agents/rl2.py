@@ -78,6 +78,9 @@ class RL2Config(RunConfig):
     #: also feed the previous observation, so that a reward arrives with the state and
     #: action that earned it (the GRU need not carry s_{t-1} one step to pair them).
     prev_obs_input: bool = False
+    #: also feed the time left, as fractions of the episode and of the trial, so that a
+    #: finite-horizon policy (exploit near the end) and its value need not count steps.
+    time_input: bool = False
     lr: float = 1e-3
     #: linear learning-rate decay to 0 over num_iterations.
     anneal_lr: bool = True
@@ -129,15 +132,17 @@ class RL2Policy(nn.Module):
     ``Discrete`` space (all zeros at the start of a trial) and scaled to [-1, 1] for a
     ``Box``; ``d_t = 1`` when step t starts a new episode inside the trial (the
     previous step ended an episode); with ``prev_obs_input``, ``obs_{t-1}`` follows
-    ``obs_t``. The GRU trunk is shared by both heads, unless ``separate_value``: then the
-    value head reads a second GRU of the same inputs. The heads are linear on the GRU
-    output, or with ``head_hidden > 0`` one tanh layer on [GRU output, step input].
+    ``obs_t``; with ``time_input``, the fractions of the episode and of the trial left
+    (:func:`time_left`) come last. The GRU trunk is shared by both heads, unless
+    ``separate_value``: then the value head reads a second GRU of the same inputs. The
+    heads are linear on the GRU output, or with ``head_hidden > 0`` one tanh layer on
+    [GRU output, step input].
     """
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
                  hidden_size: int = 128, init_log_std: float = -0.5,
                  separate_value: bool = False, head_hidden: int = 0,
-                 prev_obs_input: bool = False) -> None:
+                 prev_obs_input: bool = False, time_input: bool = False) -> None:
         super().__init__()
         self.obs_dim = int(np.prod(observation_space.shape))
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
@@ -153,7 +158,9 @@ class RL2Policy(nn.Module):
             raise TypeError(f"RL² supports Discrete and bounded Box actions, got {action_space}")
         self.hidden_size = int(hidden_size)
         self.prev_obs_input = bool(prev_obs_input)
-        self.input_dim = self.obs_dim * (2 if self.prev_obs_input else 1) + self.act_dim + 2
+        self.time_input = bool(time_input)
+        self.input_dim = (self.obs_dim * (2 if self.prev_obs_input else 1) + self.act_dim + 2
+                          + (2 if self.time_input else 0))
         self.gru = self._make_gru()
         self.value_gru = self._make_gru() if separate_value else None
         self.head_hidden = int(head_hidden)
@@ -182,13 +189,15 @@ class RL2Policy(nn.Module):
     # ---- inputs ----------------------------------------------------------------------
     def features(self, obs: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor,
                  done_flag: torch.Tensor, has_prev: torch.Tensor,
-                 prev_obs: torch.Tensor | None = None) -> torch.Tensor:
+                 prev_obs: torch.Tensor | None = None,
+                 time_frac: torch.Tensor | None = None) -> torch.Tensor:
         """GRU input ``(..., input_dim)`` from per-step tensors with leading shape ``(...)``.
 
         ``has_prev`` is False at the first step of a trial, where there is no previous
         action (the sampler passes action 0 there, which must not look like arm 0).
         ``prev_obs`` (needed with ``prev_obs_input``) is the observation at the last real
-        step before this one.
+        step before this one; ``time_frac (..., 2)`` (needed with ``time_input``) is
+        :func:`time_left` of the step.
         """
         lead = obs.shape[: prev_reward.dim()]
         obs = obs.reshape(*lead, self.obs_dim).float()
@@ -203,8 +212,12 @@ class RL2Policy(nn.Module):
             if prev_obs is None:
                 raise ValueError("this policy reads the previous observation: pass prev_obs")
             parts.append(prev_obs.reshape(*lead, self.obs_dim).float() * keep)
-        return torch.cat([*parts, act, prev_reward.float().unsqueeze(-1),
-                          done_flag.float().unsqueeze(-1)], dim=-1)
+        parts += [act, prev_reward.float().unsqueeze(-1), done_flag.float().unsqueeze(-1)]
+        if self.time_input:
+            if time_frac is None:
+                raise ValueError("this policy reads the time left: pass time_frac")
+            parts.append(time_frac.float())
+        return torch.cat(parts, dim=-1)
 
     # ---- heads -----------------------------------------------------------------------
     def head_input(self, hidden: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -279,10 +292,20 @@ class RL2Policy(nn.Module):
 # --------------------------------------------------------------------------------------
 
 
-def trial_inputs(batch: EpisodeBatch, prev_obs: bool = False) -> dict[str, torch.Tensor]:
+def time_left(t: torch.Tensor, horizon: int, trial_steps: int) -> torch.Tensor:
+    """``(..., 2)``: the fractions of the episode and of the trial left at row ``t`` of a
+    trial of ``trial_steps`` rows (1 at the first step, ``1 / horizon`` and
+    ``1 / trial_steps`` at the last). Padding rows keep their place in the trial, so the
+    next episode starts at the same row (and time) as without them."""
+    t = t.float()
+    return torch.stack([1.0 - torch.remainder(t, horizon) / horizon, 1.0 - t / trial_steps], -1)
+
+
+def trial_inputs(batch: EpisodeBatch, prev_obs: bool = False, time_frac: bool = False
+                 ) -> dict[str, torch.Tensor]:
     """Per-step previous action and reward, done flag and has-prev of every row (and the
-    previous observation, with ``prev_obs``), as :class:`~metarl.rollout.Sampler` and
-    :func:`make_actor` fed them to the policy.
+    previous observation, with ``prev_obs``; the time left, with ``time_frac``), as
+    :class:`~metarl.rollout.Sampler` and :func:`make_actor` fed them to the policy.
 
     The previous observation / action / reward at row t are those of the last *real* row
     before t in the same trial (padding rows do not update them), zeros at t = 0.
@@ -306,14 +329,20 @@ def trial_inputs(batch: EpisodeBatch, prev_obs: bool = False) -> dict[str, torch
               "done_flag": done_flag, "has_prev": has_prev}
     if prev_obs:
         inputs["prev_obs"] = at_prev(batch.obs)
+    if time_frac:
+        inputs["time_frac"] = time_left(rows, batch.horizon, T)
     return inputs
 
 
 def make_actor(policy: RL2Policy, deterministic: bool = False,
-               record: list[torch.Tensor] | None = None) -> Policy:
+               record: list[torch.Tensor] | None = None,
+               horizon: int | None = None, episodes_per_trial: int | None = None) -> Policy:
     """The callable :meth:`Sampler.sample` steps: keeps one GRU state per column, reset
-    at ``ctx.trial_start`` only (never between the episodes of a trial)."""
+    at ``ctx.trial_start`` only (never between the episodes of a trial). A policy with
+    ``time_input`` needs the ``horizon`` and ``episodes_per_trial`` of the trials."""
     state: dict[str, torch.Tensor] = {}
+    if policy.time_input and (horizon is None or episodes_per_trial is None):
+        raise ValueError("this policy reads the time left: pass horizon and episodes_per_trial")
 
     @torch.no_grad()
     def act(obs: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
@@ -324,8 +353,11 @@ def make_actor(policy: RL2Policy, deterministic: bool = False,
                 state["prev_obs"] = torch.zeros_like(obs)
         has_prev = torch.full((n,), not ctx.trial_start)
         done_flag = ctx.episode_start & (ctx.t > 0)
+        time_frac = None
+        if policy.time_input:
+            time_frac = time_left(torch.full((n,), ctx.t), horizon, horizon * episodes_per_trial)
         x = policy.features(obs, ctx.prev_action, ctx.prev_reward, done_flag, has_prev,
-                            state.get("prev_obs"))
+                            state.get("prev_obs"), time_frac)
         state["h"] = policy.step(x, state["h"], ctx.active)
         if policy.prev_obs_input:
             # like the sampler's previous action / reward, padding rows do not update it
@@ -392,14 +424,15 @@ class RL2(MetaAgent):
         obs_space, act_space = env.observation_space, env.action_space
         env.close()
         self.policy = RL2Policy(obs_space, act_space, cfg.hidden_size, cfg.init_log_std,
-                                cfg.separate_value, cfg.head_hidden, cfg.prev_obs_input)
+                                cfg.separate_value, cfg.head_hidden, cfg.prev_obs_input,
+                                cfg.time_input)
         self.device = torch.device(cfg.device)
         # Rollouts run on a CPU copy; updates on `device` (the same module when device is cpu).
         self.train_policy = self.policy
         if self.device.type != "cpu":
             self.train_policy = RL2Policy(obs_space, act_space, cfg.hidden_size, cfg.init_log_std,
                                           cfg.separate_value, cfg.head_hidden,
-                                          cfg.prev_obs_input).to(self.device)
+                                          cfg.prev_obs_input, cfg.time_input).to(self.device)
             self.train_policy.load_state_dict(self.policy.state_dict())
         self.optimizer = torch.optim.Adam(self.train_policy.parameters(), lr=cfg.lr, eps=1e-5)
         self.sampler = make_sampler(family, workers=cfg.workers, ray_address=cfg.ray_address,
@@ -423,8 +456,13 @@ class RL2(MetaAgent):
                episodes_per_trial: int | None = None) -> EpisodeBatch:
         """One trial per task, ``episodes_per_trial`` episodes each, with the CPU policy."""
         k = int(episodes_per_trial or self.config.episodes_per_trial)
-        return self.sampler.sample(tasks, make_actor(self.policy, deterministic),
+        return self.sampler.sample(tasks, self.actor(k, deterministic),
                                    episodes_per_task=1, episodes_per_trial=k, seed=seed)
+
+    def actor(self, episodes_per_trial: int, deterministic: bool = False) -> Policy:
+        """The sampling policy (CPU copy) for trials of ``episodes_per_trial`` episodes."""
+        return make_actor(self.policy, deterministic, horizon=self.family.horizon,
+                          episodes_per_trial=episodes_per_trial)
 
     # ---- replay ------------------------------------------------------------------------
     def replay(self, policy: RL2Policy, batch: EpisodeBatch, inputs: dict[str, torch.Tensor],
@@ -441,7 +479,8 @@ class RL2(MetaAgent):
         mask = pick(batch.mask)
         x = policy.features(pick(batch.obs), pick(inputs["prev_action"]),
                             pick(inputs["prev_reward"]), pick(inputs["done_flag"]),
-                            pick(inputs["has_prev"]), pick(inputs.get("prev_obs")))
+                            pick(inputs["has_prev"]), pick(inputs.get("prev_obs")),
+                            pick(inputs.get("time_frac")))
         hidden = policy.unroll(x, mask)
         dist = policy.distribution(policy.head_input(hidden, x))
         return ReplayOut(policy.log_prob(dist, pick(batch.actions)), policy.entropy(dist),
@@ -458,7 +497,8 @@ class RL2(MetaAgent):
         batch = self.sample(self._tasks_for(it), seed=int(np.random.SeedSequence(
             [cfg.seed, 2, it]).generate_state(1)[0]))
         t_sample = time.perf_counter() - t0
-        inputs = trial_inputs(batch, prev_obs=self.policy.prev_obs_input)
+        inputs = trial_inputs(batch, prev_obs=self.policy.prev_obs_input,
+                              time_frac=self.policy.time_input)
         dev = self.device
         mask = batch.mask.to(dev)
         old_logp = batch.log_probs.to(dev)
@@ -583,7 +623,7 @@ class RL2(MetaAgent):
         held-out task, averaged over ``episodes`` independent trials per task. Episode k
         has k - 1 episodes of experience in the task before it (the shared x axis)."""
         k, per_task = max(int(budget), 1), max(int(episodes), 1)
-        batch = self.sampler.sample(tasks, make_actor(self.policy), episodes_per_task=per_task,
+        batch = self.sampler.sample(tasks, self.actor(k), episodes_per_task=per_task,
                                     episodes_per_trial=k, seed=seed)
         n = len(tasks)
         returns = batch.episode_returns().reshape(k, n, per_task).mean(-1).numpy()
@@ -635,4 +675,4 @@ register_agent("rl2", RL2, RL2Config,
                description="RL²: GRU policy trained with PPO over multi-episode trials "
                            "(Duan et al. 2016)", default_preset="rl2_default")
 
-__all__ = ["RL2", "RL2Config", "RL2Policy", "make_actor", "trial_inputs"]
+__all__ = ["RL2", "RL2Config", "RL2Policy", "make_actor", "time_left", "trial_inputs"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from metarl.agents.rl2 import RL2, RL2Config, RL2Policy, make_actor, trial_inputs
+from metarl.agents.rl2 import RL2, RL2Config, RL2Policy, make_actor, time_left, trial_inputs
 
 import metarl
 from metarl.config import make_config
@@ -31,10 +31,10 @@ def _config(family, **kw) -> RL2Config:
     return make_config(RL2Config, base)
 
 
-def _policy(family, hidden: int = 16, seed: int = 0) -> RL2Policy:
+def _policy(family, hidden: int = 16, seed: int = 0, **kw) -> RL2Policy:
     torch.manual_seed(seed)
     env = family.make_env()
-    return RL2Policy(env.observation_space, env.action_space, hidden)
+    return RL2Policy(env.observation_space, env.action_space, hidden, **kw)
 
 
 # ---- trial construction -----------------------------------------------------------------
@@ -95,23 +95,45 @@ def test_recurrent_state_resets_between_trials_only() -> None:
     # big success radius and short horizon: many early terminations, so padding rows
     ("metarl/PointNav2D-v0", {"success_radius": 0.3, "horizon": 8}),
 ])
-@pytest.mark.parametrize("head_hidden,prev_obs_input", [(0, False), (8, False), (0, True)])
+@pytest.mark.parametrize("head_hidden,prev_obs_input,time_input",
+                         [(0, False, False), (8, False, False), (0, True, False), (0, False, True)])
 def test_first_epoch_ratio_is_exactly_one(family_id: str, kwargs: dict, head_hidden: int,
-                                          prev_obs_input: bool) -> None:
+                                          prev_obs_input: bool, time_input: bool) -> None:
     """The sequence-minibatch replay recomputes the sampling log-probs exactly (with
-    ``prev_obs_input`` too: the replay's previous observation is the sampler's, padding
-    rows included)."""
+    ``prev_obs_input`` and ``time_input`` too: the replay's previous observation and time
+    left are the sampler's, padding rows included)."""
     fam = metarl.make_family(family_id, **kwargs)
     agent = RL2(_config(fam, family_kwargs=kwargs, episodes_per_trial=3, num_minibatches=4,
-                        head_hidden=head_hidden, prev_obs_input=prev_obs_input), fam)
+                        head_hidden=head_hidden, prev_obs_input=prev_obs_input,
+                        time_input=time_input), fam)
     batch = agent.sample(agent._tasks_for(0), seed=5)
     if family_id.startswith("metarl/PointNav"):
         assert (batch.mask == 0).any(), "the test needs padding rows"
-    out = agent.replay(agent.policy, batch, trial_inputs(batch, prev_obs=prev_obs_input))
+    out = agent.replay(agent.policy, batch, trial_inputs(batch, prev_obs=prev_obs_input,
+                                                         time_frac=time_input))
     m = batch.mask > 0
     torch.testing.assert_close(out.log_probs[m], batch.log_probs[m], atol=1e-5, rtol=0)
     metrics = agent.train_iteration()
     assert metrics["ratio0"] < 1e-5
+
+
+def test_time_left_counts_down_each_episode_and_the_trial() -> None:
+    """Known values for a trial of 2 episodes of 4 steps: the episode fraction restarts at
+    1 with each episode; the trial fraction falls by 1/8 a step."""
+    frac = time_left(torch.arange(8), horizon=4, trial_steps=8)
+    torch.testing.assert_close(frac[:, 0], torch.tensor([1, .75, .5, .25, 1, .75, .5, .25]))
+    torch.testing.assert_close(frac[:, 1], 1 - torch.arange(8) / 8)
+
+
+def test_a_time_reading_policy_needs_the_trial_shape() -> None:
+    fam = metarl.make_family("metarl/Bandit-v0", arms=2, pulls=5)
+    policy = _policy(fam, time_input=True)
+    with pytest.raises(ValueError, match="horizon and episodes_per_trial"):
+        make_actor(policy)
+    agent = RL2(_config(fam, family_kwargs={"arms": 2, "pulls": 5}, time_input=True), fam)
+    # the evaluator's curve runs trials longer than training's: the time left follows them
+    curve = agent.evaluate_adaptation(fam.sample_tasks(3, 0), budget=4, episodes=1, seed=0)
+    assert curve.returns.shape == (4, 3)
 
 
 def test_padding_rows_do_not_change_the_memory() -> None:
