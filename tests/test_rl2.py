@@ -131,7 +131,11 @@ def test_a_time_reading_policy_needs_the_trial_shape() -> None:
     with pytest.raises(ValueError, match="horizon and episodes_per_trial"):
         make_actor(policy)
     agent = RL2(_config(fam, family_kwargs={"arms": 2, "pulls": 5}, time_input=True), fam)
-    # the evaluator's curve runs trials longer than training's: the time left follows them
+    # Trials longer than training's (the evaluator's curve runs them): the actor's time
+    # left follows the trial it runs, as the replay of that trial computes it.
+    batch = agent.sample(fam.sample_tasks(3, 0), seed=0, episodes_per_trial=4)
+    out = agent.replay(agent.policy, batch, trial_inputs(batch, time_frac=True))
+    torch.testing.assert_close(out.log_probs, batch.log_probs, atol=1e-5, rtol=0)
     curve = agent.evaluate_adaptation(fam.sample_tasks(3, 0), budget=4, episodes=1, seed=0)
     assert curve.returns.shape == (4, 3)
 
