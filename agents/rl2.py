@@ -423,16 +423,18 @@ class RL2(MetaAgent):
         env = family.make_env()
         obs_space, act_space = env.observation_space, env.action_space
         env.close()
-        self.policy = RL2Policy(obs_space, act_space, cfg.hidden_size, cfg.init_log_std,
-                                cfg.separate_value, cfg.head_hidden, cfg.prev_obs_input,
-                                cfg.time_input)
+
+        def build_policy() -> RL2Policy:
+            return RL2Policy(obs_space, act_space, cfg.hidden_size, cfg.init_log_std,
+                             cfg.separate_value, cfg.head_hidden, cfg.prev_obs_input,
+                             cfg.time_input)
+
+        self.policy = build_policy()
         self.device = torch.device(cfg.device)
         # Rollouts run on a CPU copy; updates on `device` (the same module when device is cpu).
         self.train_policy = self.policy
         if self.device.type != "cpu":
-            self.train_policy = RL2Policy(obs_space, act_space, cfg.hidden_size, cfg.init_log_std,
-                                          cfg.separate_value, cfg.head_hidden,
-                                          cfg.prev_obs_input, cfg.time_input).to(self.device)
+            self.train_policy = build_policy().to(self.device)
             self.train_policy.load_state_dict(self.policy.state_dict())
         self.optimizer = torch.optim.Adam(self.train_policy.parameters(), lr=cfg.lr, eps=1e-5)
         self.sampler = make_sampler(family, workers=cfg.workers, ray_address=cfg.ray_address,
