@@ -78,6 +78,11 @@ class RL2Config(RunConfig):
     #: also feed the previous observation, so that a reward arrives with the state and
     #: action that earned it (the GRU need not carry s_{t-1} one step to pair them).
     prev_obs_input: bool = False
+    #: also feed the pair code vec([1, o_{t-1}] ⊗ a_{t-1}) and r_{t-1} times it. For
+    #: one-hot states and actions that marks the action's slot and the (state, action)
+    #: slot, and places the reward in them, so storing "what did arm a / (s, a) pay" is
+    #: linear in the input (the GRU gates need not learn the product themselves).
+    pair_input: bool = False
     #: also feed the time left, as fractions of the episode and of the trial, so that a
     #: finite-horizon policy (exploit near the end) and its value need not count steps.
     time_input: bool = False
@@ -132,7 +137,8 @@ class RL2Policy(nn.Module):
     ``Discrete`` space (all zeros at the start of a trial) and scaled to [-1, 1] for a
     ``Box``; ``d_t = 1`` when step t starts a new episode inside the trial (the
     previous step ended an episode); with ``prev_obs_input``, ``obs_{t-1}`` follows
-    ``obs_t``; with ``time_input``, the fractions of the episode and of the trial left
+    ``obs_t``; with ``pair_input``, ``vec([1, obs_{t-1}] ⊗ a_{t-1})`` and ``r_{t-1}`` times
+    it follow ``d_t``; with ``time_input``, the fractions of the episode and of the trial left
     (:func:`time_left`) come last. The GRU trunk is shared by both heads, unless
     ``separate_value``: then the value head reads a second GRU of the same inputs. The
     heads are linear on the GRU output, or with ``head_hidden > 0`` one tanh layer on
@@ -142,7 +148,8 @@ class RL2Policy(nn.Module):
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
                  hidden_size: int = 128, init_log_std: float = -0.5,
                  separate_value: bool = False, head_hidden: int = 0,
-                 prev_obs_input: bool = False, time_input: bool = False) -> None:
+                 prev_obs_input: bool = False, time_input: bool = False,
+                 pair_input: bool = False) -> None:
         super().__init__()
         self.obs_dim = int(np.prod(observation_space.shape))
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
@@ -159,7 +166,9 @@ class RL2Policy(nn.Module):
         self.hidden_size = int(hidden_size)
         self.prev_obs_input = bool(prev_obs_input)
         self.time_input = bool(time_input)
+        self.pair_input = bool(pair_input)
         self.input_dim = (self.obs_dim * (2 if self.prev_obs_input else 1) + self.act_dim + 2
+                          + (2 * (self.obs_dim + 1) * self.act_dim if self.pair_input else 0)
                           + (2 if self.time_input else 0))
         self.gru = self._make_gru()
         self.value_gru = self._make_gru() if separate_value else None
@@ -169,6 +178,11 @@ class RL2Policy(nn.Module):
         self.critic = self._make_head(1, 1.0)
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((self.act_dim,), float(init_log_std)))
+
+    @property
+    def needs_prev_obs(self) -> bool:
+        """Whether :meth:`features` reads the previous observation."""
+        return self.prev_obs_input or self.pair_input
 
     def _make_gru(self) -> nn.GRU:
         gru = nn.GRU(self.input_dim, self.hidden_size)
@@ -195,7 +209,7 @@ class RL2Policy(nn.Module):
 
         ``has_prev`` is False at the first step of a trial, where there is no previous
         action (the sampler passes action 0 there, which must not look like arm 0).
-        ``prev_obs`` (needed with ``prev_obs_input``) is the observation at the last real
+        ``prev_obs`` (needed with ``prev_obs_input`` or ``pair_input``) is the observation at the last real
         step before this one; ``time_frac (..., 2)`` (needed with ``time_input``) is
         :func:`time_left` of the step.
         """
@@ -208,11 +222,19 @@ class RL2Policy(nn.Module):
             act = (prev_action.reshape(*lead, self.act_dim).float() / self.act_scale).clamp(-1, 1)
             act = act * keep
         parts = [obs]
-        if self.prev_obs_input:
+        if self.needs_prev_obs:
             if prev_obs is None:
                 raise ValueError("this policy reads the previous observation: pass prev_obs")
-            parts.append(prev_obs.reshape(*lead, self.obs_dim).float() * keep)
-        parts += [act, prev_reward.float().unsqueeze(-1), done_flag.float().unsqueeze(-1)]
+            prev_obs = prev_obs.reshape(*lead, self.obs_dim).float() * keep
+        if self.prev_obs_input:
+            parts.append(prev_obs)
+        reward = prev_reward.float().unsqueeze(-1)
+        parts += [act, reward, done_flag.float().unsqueeze(-1)]
+        if self.pair_input:
+            # a leading 1 before o_{t-1}: the action's own slot (a bandit's arm)
+            slots = torch.cat([torch.ones_like(reward), prev_obs], dim=-1)
+            pair = (slots.unsqueeze(-1) * act.unsqueeze(-2)).flatten(-2)
+            parts += [pair, pair * reward]
         if self.time_input:
             if time_frac is None:
                 raise ValueError("this policy reads the time left: pass time_frac")
@@ -349,7 +371,7 @@ def make_actor(policy: RL2Policy, deterministic: bool = False,
         n = obs.shape[0]
         if ctx.trial_start or "h" not in state:
             state["h"] = policy.initial_state(n)
-            if policy.prev_obs_input:
+            if policy.needs_prev_obs:
                 state["prev_obs"] = torch.zeros_like(obs)
         has_prev = torch.full((n,), not ctx.trial_start)
         done_flag = ctx.episode_start & (ctx.t > 0)
@@ -359,7 +381,7 @@ def make_actor(policy: RL2Policy, deterministic: bool = False,
         x = policy.features(obs, ctx.prev_action, ctx.prev_reward, done_flag, has_prev,
                             state.get("prev_obs"), time_frac)
         state["h"] = policy.step(x, state["h"], ctx.active)
-        if policy.prev_obs_input:
+        if policy.needs_prev_obs:
             # like the sampler's previous action / reward, padding rows do not update it
             active = ctx.active.reshape(n, *([1] * (obs.dim() - 1)))
             state["prev_obs"] = torch.where(active, obs, state["prev_obs"])
@@ -427,7 +449,7 @@ class RL2(MetaAgent):
         def build_policy() -> RL2Policy:
             return RL2Policy(obs_space, act_space, cfg.hidden_size, cfg.init_log_std,
                              cfg.separate_value, cfg.head_hidden, cfg.prev_obs_input,
-                             cfg.time_input)
+                             cfg.time_input, cfg.pair_input)
 
         self.policy = build_policy()
         self.device = torch.device(cfg.device)
@@ -499,7 +521,7 @@ class RL2(MetaAgent):
         batch = self.sample(self._tasks_for(it), seed=int(np.random.SeedSequence(
             [cfg.seed, 2, it]).generate_state(1)[0]))
         t_sample = time.perf_counter() - t0
-        inputs = trial_inputs(batch, prev_obs=self.policy.prev_obs_input,
+        inputs = trial_inputs(batch, prev_obs=self.policy.needs_prev_obs,
                               time_frac=self.policy.time_input)
         dev = self.device
         mask = batch.mask.to(dev)

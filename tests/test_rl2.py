@@ -95,22 +95,25 @@ def test_recurrent_state_resets_between_trials_only() -> None:
     # big success radius and short horizon: many early terminations, so padding rows
     ("metarl/PointNav2D-v0", {"success_radius": 0.3, "horizon": 8}),
 ])
-@pytest.mark.parametrize("head_hidden,prev_obs_input,time_input",
-                         [(0, False, False), (8, False, False), (0, True, False), (0, False, True)])
+@pytest.mark.parametrize("head_hidden,prev_obs_input,time_input,pair_input",
+                         [(0, False, False, False), (8, False, False, False),
+                          (0, True, False, False), (0, False, True, False),
+                          (0, False, False, True)])
 def test_first_epoch_ratio_is_exactly_one(family_id: str, kwargs: dict, head_hidden: int,
-                                          prev_obs_input: bool, time_input: bool) -> None:
+                                          prev_obs_input: bool, time_input: bool,
+                                          pair_input: bool) -> None:
     """The sequence-minibatch replay recomputes the sampling log-probs exactly (with
-    ``prev_obs_input`` and ``time_input`` too: the replay's previous observation and time
-    left are the sampler's, padding rows included)."""
+    ``prev_obs_input``, ``pair_input`` and ``time_input`` too: the replay's previous
+    observation and time left are the sampler's, padding rows included)."""
     fam = metarl.make_family(family_id, **kwargs)
     agent = RL2(_config(fam, family_kwargs=kwargs, episodes_per_trial=3, num_minibatches=4,
                         head_hidden=head_hidden, prev_obs_input=prev_obs_input,
-                        time_input=time_input), fam)
+                        time_input=time_input, pair_input=pair_input), fam)
     batch = agent.sample(agent._tasks_for(0), seed=5)
     if family_id.startswith("metarl/PointNav"):
         assert (batch.mask == 0).any(), "the test needs padding rows"
-    out = agent.replay(agent.policy, batch, trial_inputs(batch, prev_obs=prev_obs_input,
-                                                         time_frac=time_input))
+    out = agent.replay(agent.policy, batch, trial_inputs(
+        batch, prev_obs=agent.policy.needs_prev_obs, time_frac=time_input))
     m = batch.mask > 0
     torch.testing.assert_close(out.log_probs[m], batch.log_probs[m], atol=1e-5, rtol=0)
     metrics = agent.train_iteration()
@@ -138,6 +141,31 @@ def test_a_time_reading_policy_needs_the_trial_shape() -> None:
     torch.testing.assert_close(out.log_probs, batch.log_probs, atol=1e-5, rtol=0)
     curve = agent.evaluate_adaptation(fam.sample_tasks(3, 0), budget=4, episodes=1, seed=0)
     assert curve.returns.shape == (4, 3)
+
+
+def test_pair_input_places_the_reward_in_the_state_action_slot() -> None:
+    """Known values: after action 3 in state 2 paid 0.5, the pair code marks action 3's
+    own slot and slot (2, 3), and its reward copy holds 0.5 in both; at a trial's first
+    step both are zero."""
+    fam = metarl.make_family("metarl/TabularMDP-v0")
+    policy = _policy(fam, pair_input=True)
+    n_s, n_a = 10, 5
+    obs, prev_obs = torch.zeros(2, n_s), torch.zeros(2, n_s)
+    obs[:, 7] = 1.0
+    prev_obs[:, 2] = 1.0
+    x = policy.features(obs, torch.tensor([3, 3]), torch.tensor([0.5, 0.5]),
+                        torch.tensor([False, False]), torch.tensor([True, False]), prev_obs)
+    assert x.shape == (2, policy.input_dim) == (2, n_s + n_a + 2 + 2 * (1 + n_s) * n_a)
+    pair, pair_reward = x[:, -2 * (1 + n_s) * n_a:].reshape(2, 2, 1 + n_s, n_a).unbind(1)
+    expected = torch.zeros(1 + n_s, n_a)
+    expected[0, 3] = 1.0  # the action's own slot
+    expected[1 + 2, 3] = 1.0  # the (state, action) slot
+    torch.testing.assert_close(pair[0], expected)
+    torch.testing.assert_close(pair_reward[0], 0.5 * expected)
+    assert not pair[1].any() and not pair_reward[1].any()  # no previous step yet
+    with pytest.raises(ValueError, match="prev_obs"):
+        policy.features(obs, torch.tensor([3, 3]), torch.tensor([0.5, 0.5]),
+                        torch.tensor([False, False]), torch.tensor([True, False]))
 
 
 def test_padding_rows_do_not_change_the_memory() -> None:
