@@ -209,9 +209,9 @@ class RL2Policy(nn.Module):
 
         ``has_prev`` is False at the first step of a trial, where there is no previous
         action (the sampler passes action 0 there, which must not look like arm 0).
-        ``prev_obs`` (needed with ``prev_obs_input`` or ``pair_input``) is the observation at the last real
-        step before this one; ``time_frac (..., 2)`` (needed with ``time_input``) is
-        :func:`time_left` of the step.
+        ``prev_obs`` (needed with ``prev_obs_input`` or ``pair_input``) is the observation
+        at the last real step before this one; ``time_frac (..., 2)`` (needed with
+        ``time_input``) is :func:`time_left` of the step.
         """
         lead = obs.shape[: prev_reward.dim()]
         obs = obs.reshape(*lead, self.obs_dim).float()
