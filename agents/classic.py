@@ -190,7 +190,8 @@ def _sample_categorical(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def run_tabular(trans: np.ndarray, reward_means: np.ndarray, episodes: int, horizon: int,
                 strategy: str, rng: np.random.Generator, prior_mean: float = 1.0,
                 prior_std: float = 1.0, noise_std: float = 1.0,
-                dirichlet_alpha: float = 1.0, optimism: float = 2.5) -> np.ndarray:
+                dirichlet_alpha: float = 1.0, optimism: float = 2.5,
+                trace: dict[str, list[np.ndarray]] | None = None) -> np.ndarray:
     """Run ``episodes`` episodes of ``horizon`` steps (start in state 0) on M MDPs.
 
     Returns the per-episode returns ``(M, episodes)``. ``strategy``: ``"random"``,
@@ -198,6 +199,8 @@ def run_tabular(trans: np.ndarray, reward_means: np.ndarray, episodes: int, hori
     ``"greedy"``: myopic and optimistic, it takes the action with the best mean reward
     seen in the current state, an untried action counting as ``optimism`` (so every
     action of a state is tried once before any is repeated). It ignores transitions.
+    ``trace``, when given, gets the ``(M,)`` arrays ``"state"``, ``"action"`` and
+    ``"reward"`` of every step appended (episode after episode).
     """
     if strategy not in TABULAR_BASELINES:
         raise ValueError(f"unknown tabular strategy {strategy!r}; choose from {TABULAR_BASELINES}")
@@ -234,6 +237,9 @@ def run_tabular(trans: np.ndarray, reward_means: np.ndarray, episodes: int, hori
             visit[rows, state, action] += 1
             reward_sum[rows, state, action] += r
             returns[:, ep] += r
+            if trace is not None:
+                for key, value in (("state", state), ("action", action), ("reward", r)):
+                    trace.setdefault(key, []).append(value)
             state = nxt
     return returns
 

@@ -109,6 +109,22 @@ def test_greedy_tries_every_action_once_then_exploits() -> None:
     assert tune_greedy_optimism(trans[:50], means[:50], 2, 10, rng, grid=(1.0, 2.5)) in (1.0, 2.5)
 
 
+def test_tabular_trace_records_every_step_of_the_run() -> None:
+    """The trace holds what was played: greedy's first pulls on a 1-state MDP are arms
+    0, 1, 2 in turn (all untried, ties to the lowest), and its rewards sum to the returns."""
+    trans = np.ones((4, 1, 3, 1))
+    means = np.tile(np.array([0.0, 5.0, 1.0]), (4, 1, 1))
+    trace: dict[str, list[np.ndarray]] = {}
+    returns = run_tabular(trans, means, 2, 5, "greedy", np.random.default_rng(0),
+                          noise_std=0.1, optimism=100.0, trace=trace)
+    state, action, reward = (np.stack(trace[k]) for k in ("state", "action", "reward"))
+    assert state.shape == action.shape == reward.shape == (10, 4)
+    assert (state == 0).all()
+    np.testing.assert_array_equal(action[:3], np.tile([[0], [1], [2]], (1, 4)))
+    assert (action[3:] == 1).all()
+    np.testing.assert_allclose(reward.reshape(2, 5, 4).sum(1).T, returns)
+
+
 def test_unknown_strategies_are_rejected() -> None:
     with pytest.raises(ValueError, match="unknown bandit strategy"):
         run_bandit(np.ones((1, 2)) / 2, 3, "gittins", np.random.default_rng(0))
