@@ -25,8 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from metarl.agents.classic import mdp_params, run_tabular, tune_greedy_optimism  # noqa: E402
-from metarl.agents.rl2 import RL2  # noqa: E402
+from metarl.agents.rl2 import RL2, trial_inputs  # noqa: E402
 from rl2_common import RESULTS, ci, load_preset_config  # noqa: E402
+
+from metarl.rollout import EpisodeBatch  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,21 +49,24 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(args.seed)
     T, n = n_eps * horizon, args.trials
-    first = (torch.arange(T) == 0).unsqueeze(1).expand(T, n)
-    done_flag = ((torch.arange(T) % horizon == 0) & (torch.arange(T) > 0)).unsqueeze(1).expand(T, n)
+    episode_end = (torch.arange(T) % horizon == horizon - 1).unsqueeze(1).expand(T, n)
     log, t0 = [], time.perf_counter()
     for step in range(args.steps):
+        tasks = family.sample_tasks(n, rng)
         trace: dict[str, list[np.ndarray]] = {}
-        run_tabular(*mdp_params(family.sample_tasks(n, rng)), n_eps, horizon, "greedy", rng,
-                    optimism=optimism, trace=trace)
+        run_tabular(*mdp_params(tasks), n_eps, horizon, "greedy", rng, optimism=optimism,
+                    trace=trace)
         state, action, reward = (torch.as_tensor(np.stack(trace[k])) for k in ("state", "action", "reward"))
-        obs = torch.nn.functional.one_hot(state, family.n_states).float()
-
-        def shifted(x: torch.Tensor) -> torch.Tensor:  # the previous step's value, zeros at t = 0
-            return torch.cat([torch.zeros_like(x[:1]), x[:-1]])
-
-        x = policy.features(obs, shifted(action), shifted(reward).float(), done_flag, ~first,
-                            shifted(obs))
+        # greedy's trials as the sampler would have recorded them, so the policy's inputs
+        # come from the same trial_inputs the PPO replay uses
+        batch = EpisodeBatch(
+            obs=torch.nn.functional.one_hot(state, family.n_states).float(), actions=action,
+            rewards=reward.float(), terminated=torch.zeros(T, n, dtype=torch.bool),
+            dones=episode_end, mask=torch.ones(T, n), log_probs=torch.zeros(T, n),
+            task_index=torch.arange(n), tasks=tasks, horizon=horizon, episodes_per_trial=n_eps)
+        inputs = trial_inputs(batch, prev_obs=policy.needs_prev_obs)
+        x = policy.features(batch.obs, inputs["prev_action"], inputs["prev_reward"],
+                            inputs["done_flag"], inputs["has_prev"], inputs["prev_obs"])
         dist = policy.distribution(policy.head_input(policy.unroll(x, torch.ones(T, n)), x))
         loss = -dist.log_prob(action).mean()
         optimizer.zero_grad()
