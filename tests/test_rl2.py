@@ -98,7 +98,7 @@ def test_recurrent_state_resets_between_trials_only() -> None:
 @pytest.mark.parametrize("head_hidden,prev_obs_input,time_input,pair_input",
                          [(0, False, False, False), (8, False, False, False),
                           (0, True, False, False), (0, False, True, False),
-                          (0, False, False, True)])
+                          (0, False, False, True), (8, False, True, True)])
 def test_first_epoch_ratio_is_exactly_one(family_id: str, kwargs: dict, head_hidden: int,
                                           prev_obs_input: bool, time_input: bool,
                                           pair_input: bool) -> None:
