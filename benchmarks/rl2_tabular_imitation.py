@@ -8,8 +8,15 @@ baseline (``run_tabular(..., "greedy")``, optimism tuned on training MDPs as in
 ``rl2_tabular.py``) on fresh MDPs every step, then run by the real sampler on the same
 1000 held-out MDPs as ``rl2_tabular.py``. A clone that scores near greedy shows the
 architecture can represent a learner past the paper's bar, so a shortfall of the RL-trained
-agent is one of optimization, not capacity. Writes
-``benchmarks/results/rl2_tabular_imitation.json``.
+agent is one of optimization, not capacity.
+
+Then PPO continues the clone (``--ppo-iterations`` per setting, lr ``--ppo-lr`` held
+constant, no entropy bonus) under two advantage settings, from the same clone and on the
+same MDPs: the discount and GAE λ of the tabular preset so far (γ = 0.99, λ = 0.9) and
+undiscounted Monte Carlo advantages (γ = 1, λ = 1). The held-out return every few
+iterations shows whether PPO's own estimate of the policy gradient keeps a policy it is
+given, or pulls it elsewhere. Writes ``benchmarks/results/rl2_tabular_imitation.json`` and
+``rl2_tabular_imitation_ppo.png``.
 """
 
 from __future__ import annotations
@@ -28,7 +35,9 @@ from metarl.agents.classic import mdp_params, run_tabular, tune_greedy_optimism 
 from metarl.agents.rl2 import RL2, trial_inputs  # noqa: E402
 from rl2_common import RESULTS, ci, load_preset_config  # noqa: E402
 
+from metarl.family import TaskFamily  # noqa: E402
 from metarl.rollout import EpisodeBatch  # noqa: E402
+from metarl.task import Task  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=128, help="greedy trials per step")
     parser.add_argument("--instances", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ppo-iterations", type=int, default=25,
+                        help="PPO iterations continuing the clone, per setting (0: none)")
+    parser.add_argument("--ppo-lr", type=float, default=1e-4,
+                        help="constant PPO learning rate: small, so a drop is not step noise")
+    parser.add_argument("--ppo-eval-every", type=int, default=5)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     cfg, _, family = load_preset_config("rl2_tabular_n10", {"pair_input": True})
@@ -91,11 +105,75 @@ def main(argv: list[str] | None = None) -> int:
         result[f"{name}_per_episode"] = returns.mean(1).tolist()
         print(f"{name}: {result[name]['mean']:.2f} ± {result[name]['ci95']:.2f}  "
               f"(greedy {result['greedy']['mean']:.2f})")
+    clone_state = {k: v.clone() for k, v in policy.state_dict().items()}
     agent.close()
+    if args.ppo_iterations > 0:
+        result["ppo_continuation"] = [
+            continue_with_ppo(clone_state, label, overrides, args, family, test, result["clone_sampled"])
+            for label, overrides in PPO_SETTINGS.items()]
+        plot_continuation(result, RESULTS / "rl2_tabular_imitation_ppo.png")
     out = RESULTS / "rl2_tabular_imitation.json"
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
     return 0
+
+
+#: Advantage settings PPO continues the clone under, named by their values (not by a preset,
+#: which may change).
+PPO_SETTINGS = {"γ=0.99, λ=0.9": {"gamma": 0.99, "gae_lambda": 0.9},
+                "γ=1, λ=1": {"gamma": 1.0, "gae_lambda": 1.0}}
+
+
+def continue_with_ppo(clone_state: dict[str, torch.Tensor], label: str, overrides: dict,
+                      args: argparse.Namespace, family: TaskFamily, test: list[Task],
+                      clone_score: dict) -> dict:
+    """PPO from the clone for ``args.ppo_iterations`` iterations (fresh MDPs each, the same
+    draws for every setting); the held-out return every ``args.ppo_eval_every``."""
+    cfg, _, _ = load_preset_config("rl2_tabular_n10", {
+        "pair_input": True, "lr": args.ppo_lr, "anneal_lr": False, "ent_coef": 0.0,
+        "ent_coef_final": 0.0, "seed": args.seed, **overrides})
+    agent = RL2(cfg, family)
+    agent.policy.load_state_dict(clone_state)  # the critic head starts untrained
+    curve = [{"iteration": 0, "held_out": clone_score}]
+    log = []
+    for it in range(args.ppo_iterations):
+        m = agent.train_iteration(it)
+        log.append({k: m[k] for k in ("trial_return", "entropy", "approx_kl", "explained_var")})
+        if (it + 1) % args.ppo_eval_every == 0 or it + 1 == args.ppo_iterations:
+            score = ci(agent.evaluate(test, seed=12345)["returns"].sum(0))
+            curve.append({"iteration": it + 1, "held_out": score})
+            print(f"PPO {label}  it {it + 1}  held-out {score['mean']:.2f}  "
+                  f"entropy {m['entropy']:.3f}  kl {m['approx_kl']:.4f}", flush=True)
+    agent.close()
+    return {"setting": label, "overrides": overrides, "lr": args.ppo_lr, "ent_coef": 0.0,
+            "iterations": args.ppo_iterations, "curve": curve, "log": log}
+
+
+def plot_continuation(result: dict, path: Path) -> None:
+    """Held-out return against PPO iterations from the clone, one line per setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for run in result["ppo_continuation"]:
+        its = [p["iteration"] for p in run["curve"]]
+        mean = np.array([p["held_out"]["mean"] for p in run["curve"]])
+        half = np.array([p["held_out"]["ci95"] for p in run["curve"]])
+        ax.plot(its, mean, marker="o", label=f"PPO, {run['setting']}")
+        ax.fill_between(its, mean - half, mean + half, alpha=0.2)
+    ax.axhline(result["greedy"]["mean"], color="grey", ls="--", label="greedy (imitated)")
+    ax.axhline(150.0, color="black", ls=":", label="target 150")
+    ax.set_xlabel("PPO iterations from the clone")
+    ax.set_ylabel(f"return per trial, {result['instances']} held-out MDPs")
+    ax.set_title(f"PPO continuing the greedy clone (lr {result['ppo_continuation'][0]['lr']:g}, "
+                 "no entropy bonus)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
