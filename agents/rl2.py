@@ -86,6 +86,12 @@ class RL2Config(RunConfig):
     #: also feed the time left, as fractions of the episode and of the trial, so that a
     #: finite-horizon policy (exploit near the end) and its value need not count steps.
     time_input: bool = False
+    #: weight of a self-supervised prediction loss (0: off): a small head reads the GRU
+    #: output at step t and the action a_t and predicts the reward r_t (in units of the
+    #: batch's reward std) and the next observation o_{t+1}, by squared error. Its
+    #: gradient asks the memory to hold what the trial has shown about the task, which
+    #: the policy gradient alone teaches slowly (cf. varibad's reward / state decoder).
+    aux_coef: float = 0.0
     lr: float = 1e-3
     #: linear learning-rate decay to 0 over num_iterations.
     anneal_lr: bool = True
@@ -114,6 +120,8 @@ class RL2Config(RunConfig):
             raise ConfigError(f"head_hidden must be >= 0 (0: linear heads), got {self.head_hidden}")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
             raise ConfigError("gamma and gae_lambda must lie in [0, 1]")
+        if self.aux_coef < 0:
+            raise ConfigError(f"aux_coef must be >= 0 (0: no prediction loss), got {self.aux_coef}")
         if self.num_minibatches < 1 or self.num_minibatches > self.trials_per_iter:
             raise ConfigError("num_minibatches must lie in [1, trials_per_iter]: a minibatch "
                               "holds whole trials")
@@ -149,7 +157,7 @@ class RL2Policy(nn.Module):
                  hidden_size: int = 128, init_log_std: float = -0.5,
                  separate_value: bool = False, head_hidden: int = 0,
                  prev_obs_input: bool = False, time_input: bool = False,
-                 pair_input: bool = False) -> None:
+                 pair_input: bool = False, predictor: bool = False) -> None:
         super().__init__()
         self.obs_dim = int(np.prod(observation_space.shape))
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
@@ -178,6 +186,9 @@ class RL2Policy(nn.Module):
         self.critic = self._make_head(1, 1.0)
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((self.act_dim,), float(init_log_std)))
+        self.predictor = nn.Sequential(
+            _layer_init(nn.Linear(self.hidden_size + self.act_dim, 128), math.sqrt(2)), nn.Tanh(),
+            _layer_init(nn.Linear(128, 1 + self.obs_dim), 1.0)) if predictor else None
 
     @property
     def needs_prev_obs(self) -> bool:
@@ -216,11 +227,7 @@ class RL2Policy(nn.Module):
         lead = obs.shape[: prev_reward.dim()]
         obs = obs.reshape(*lead, self.obs_dim).float()
         keep = has_prev.float().unsqueeze(-1)
-        if self.discrete:
-            act = nn.functional.one_hot(prev_action.long(), self.act_dim).float() * keep
-        else:
-            act = (prev_action.reshape(*lead, self.act_dim).float() / self.act_scale).clamp(-1, 1)
-            act = act * keep
+        act = self.action_code(prev_action, lead) * keep
         parts = [obs]
         if self.needs_prev_obs:
             if prev_obs is None:
@@ -265,6 +272,36 @@ class RL2Policy(nn.Module):
 
     def value(self, head_in: torch.Tensor) -> torch.Tensor:
         return self.critic(head_in).squeeze(-1)
+
+    def action_code(self, actions: torch.Tensor, lead: torch.Size | None = None) -> torch.Tensor:
+        """Actions with leading shape ``lead`` (default: the first two dims, ``(T, n)``) as
+        the network reads them, ``(*lead, act_dim)``: one-hot, or scaled to [-1, 1]."""
+        if self.discrete:
+            return nn.functional.one_hot(actions.long(), self.act_dim).float()
+        lead = actions.shape[:2] if lead is None else lead
+        return (actions.reshape(*lead, self.act_dim).float() / self.act_scale).clamp(-1, 1)
+
+    def predict(self, hidden: torch.Tensor, actions: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prediction head (``predictor=True``): reward ``(T, n)`` and next observation
+        ``(T, n, obs_dim)`` of taking ``actions`` at GRU outputs ``hidden``."""
+        if self.predictor is None:
+            raise RuntimeError("this policy has no prediction head (built with predictor=False)")
+        out = self.predictor(torch.cat([hidden, self.action_code(actions)], dim=-1))
+        return out[..., 0], out[..., 1:]
+
+    def prediction_losses(self, hidden: torch.Tensor, actions: torch.Tensor,
+                          reward_target: torch.Tensor, mask: torch.Tensor,
+                          next_obs: torch.Tensor, next_ok: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean squared errors of :meth:`predict`: reward over rows with ``mask``, next
+        observation (summed over its entries) over rows with ``next_ok``
+        (:func:`prediction_targets`)."""
+        r_pred, o_pred = self.predict(hidden, actions)
+        r_loss = (((r_pred - reward_target) ** 2) * mask).sum() / mask.sum().clamp(min=1.0)
+        o_loss = ((((o_pred - next_obs) ** 2).sum(-1) * next_ok).sum()
+                  / next_ok.sum().clamp(min=1.0))
+        return r_loss, o_loss
 
     def trial_values(self, x: torch.Tensor, mask: torch.Tensor, hidden: torch.Tensor
                      ) -> torch.Tensor:
@@ -356,6 +393,21 @@ def trial_inputs(batch: EpisodeBatch, prev_obs: bool = False, time_frac: bool = 
     return inputs
 
 
+def prediction_targets(batch: EpisodeBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the prediction head learns from every row t of a trial: the next observation
+    ``o_{t+1}`` ``(T, n, obs_dim)`` and where it exists ``(T, n)`` (row t+1 is real and
+    continues row t's episode: the last step of an episode has no stored successor, and the
+    next row is the following episode's first state). The reward target is ``batch.rewards``
+    where ``batch.mask`` is set."""
+    T, n = batch.mask.shape
+    obs = batch.obs.reshape(T, n, -1).float()
+    next_obs = torch.cat([obs[1:], obs[-1:]])
+    row = torch.arange(T).unsqueeze(1)
+    next_ok = torch.cat([batch.mask[1:], torch.zeros_like(batch.mask[:1])]) \
+        * ((row + 1) % batch.horizon != 0).float()
+    return next_obs, next_ok
+
+
 def make_actor(policy: RL2Policy, deterministic: bool = False,
                record: list[torch.Tensor] | None = None,
                horizon: int | None = None, episodes_per_trial: int | None = None) -> Policy:
@@ -417,6 +469,7 @@ class ReplayOut:
     log_probs: torch.Tensor  # (T, n)
     entropy: torch.Tensor    # (T, n)
     values: torch.Tensor     # (T, n)
+    hidden: torch.Tensor     # (T, n, hidden): the policy GRU's outputs
 
 
 class RL2(MetaAgent):
@@ -449,7 +502,7 @@ class RL2(MetaAgent):
         def build_policy() -> RL2Policy:
             return RL2Policy(obs_space, act_space, cfg.hidden_size, cfg.init_log_std,
                              cfg.separate_value, cfg.head_hidden, cfg.prev_obs_input,
-                             cfg.time_input, cfg.pair_input)
+                             cfg.time_input, cfg.pair_input, predictor=cfg.aux_coef > 0)
 
         self.policy = build_policy()
         self.device = torch.device(cfg.device)
@@ -508,7 +561,7 @@ class RL2(MetaAgent):
         hidden = policy.unroll(x, mask)
         dist = policy.distribution(policy.head_input(hidden, x))
         return ReplayOut(policy.log_prob(dist, pick(batch.actions)), policy.entropy(dist),
-                         policy.trial_values(x, mask, hidden))
+                         policy.trial_values(x, mask, hidden), hidden)
 
     # ---- one PPO iteration ---------------------------------------------------------------
     def train_iteration(self, iteration: int | None = None) -> dict[str, float]:
@@ -543,11 +596,17 @@ class RL2(MetaAgent):
             cfg.ent_coef + frac * (cfg.ent_coef_final - cfg.ent_coef)
 
         n = batch.mask.shape[1]
+        if cfg.aux_coef > 0:
+            next_obs, next_ok = (x.to(dev) for x in prediction_targets(batch))
+            # rewards in units of their std, so that the weight means the same in any family
+            reward_target = batch.rewards.to(dev)
+            reward_target = reward_target / reward_target[mask > 0].std().clamp(min=1e-6)
         mb_size = max(1, math.ceil(n / cfg.num_minibatches))
         gen = torch.Generator().manual_seed(int(np.random.SeedSequence(
             [cfg.seed, 3, it]).generate_state(1)[0]))
         stats: dict[str, list[float]] = {"pg_loss": [], "v_loss": [], "entropy": [],
-                                         "approx_kl": [], "clipfrac": [], "ratio0": []}
+                                         "approx_kl": [], "clipfrac": [], "ratio0": [],
+                                         "aux_reward_loss": [], "aux_obs_loss": []}
         for epoch in range(cfg.update_epochs):
             perm = torch.randperm(n, generator=gen)
             for start in range(0, n, mb_size):
@@ -568,6 +627,13 @@ class RL2(MetaAgent):
                 v_loss = 0.5 * (((out.values - returns[:, cols]) ** 2) * m).sum() / m_sum
                 entropy = (out.entropy * m).sum() / m_sum
                 loss = pg_loss + cfg.vf_coef * v_loss - ent_coef * entropy
+                if cfg.aux_coef > 0:
+                    r_loss, o_loss = self.train_policy.prediction_losses(
+                        out.hidden, batch.actions[:, cols].to(dev), reward_target[:, cols], m,
+                        next_obs[:, cols], next_ok[:, cols])
+                    loss = loss + cfg.aux_coef * (r_loss + o_loss)
+                    stats["aux_reward_loss"].append(r_loss.item())
+                    stats["aux_obs_loss"].append(o_loss.item())
                 self.optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.train_policy.parameters(), cfg.max_grad_norm)
