@@ -39,8 +39,9 @@ from metarl.family import TaskFamily  # noqa: E402
 from metarl.rollout import EpisodeBatch  # noqa: E402
 from metarl.task import Task  # noqa: E402
 
-#: The tabular preset's policy as cloned (and as PPO continues it): with the pair code.
-CLONE_OPTIONS = {"pair_input": True}
+#: The tabular preset's policy as cloned (and as PPO continues it): with the pair code, and
+#: without the prediction loss (the study measures what PPO alone does with the clone).
+CLONE_OPTIONS = {"pair_input": True, "aux_coef": 0.0}
 #: Every held-out score here runs the same trials' coin flips.
 EVAL_SEED = 12345
 
