@@ -150,7 +150,8 @@ class RL2Policy(nn.Module):
     (:func:`time_left`) come last. The GRU trunk is shared by both heads, unless
     ``separate_value``: then the value head reads a second GRU of the same inputs. The
     heads are linear on the GRU output, or with ``head_hidden > 0`` one tanh layer on
-    [GRU output, step input].
+    [GRU output, step input]. With ``predictor``, a third head (:meth:`predict`) reads
+    [GRU output, action] for the prediction loss; acting never uses it.
     """
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
