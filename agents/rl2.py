@@ -394,18 +394,18 @@ def trial_inputs(batch: EpisodeBatch, prev_obs: bool = False, time_frac: bool = 
     return inputs
 
 
-def prediction_targets(batch: EpisodeBatch) -> tuple[torch.Tensor, torch.Tensor]:
+def prediction_targets(batch: EpisodeBatch, done_flag: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """What the prediction head learns from every row t of a trial: the next observation
     ``o_{t+1}`` ``(T, n, obs_dim)`` and where it exists ``(T, n)`` (row t+1 is real and
     continues row t's episode: the last step of an episode has no stored successor, and the
-    next row is the following episode's first state). The reward target is ``batch.rewards``
-    where ``batch.mask`` is set."""
+    next row, flagged in ``done_flag`` of :func:`trial_inputs`, is the following episode's
+    first state). The reward target is ``batch.rewards`` where ``batch.mask`` is set."""
     T, n = batch.mask.shape
     obs = batch.obs.reshape(T, n, -1).float()
     next_obs = torch.cat([obs[1:], obs[-1:]])
-    row = torch.arange(T).unsqueeze(1)
-    next_ok = torch.cat([batch.mask[1:], torch.zeros_like(batch.mask[:1])]) \
-        * ((row + 1) % batch.horizon != 0).float()
+    same_episode = batch.mask[1:] * (~done_flag[1:]).float()
+    next_ok = torch.cat([same_episode, torch.zeros_like(batch.mask[:1])])
     return next_obs, next_ok
 
 
@@ -598,7 +598,7 @@ class RL2(MetaAgent):
 
         n = batch.mask.shape[1]
         if cfg.aux_coef > 0:
-            next_obs, next_ok = (x.to(dev) for x in prediction_targets(batch))
+            next_obs, next_ok = (x.to(dev) for x in prediction_targets(batch, inputs["done_flag"]))
             # rewards in units of their std, so that the weight means the same in any family
             reward_target = batch.rewards.to(dev)
             reward_target = reward_target / reward_target[mask > 0].std().clamp(min=1e-6)

@@ -2,7 +2,8 @@
 
     python benchmarks/rl2_tabular_imitation.py              # about 30 minutes on one core
 
-The RL² agent of ``configs/rl2_tabular_n10.yaml`` (with ``pair_input: true``) is not
+The RL² agent of ``configs/rl2_tabular_n10.yaml`` (as ``CLONE_OPTIONS`` sets it: the pair
+code, and no prediction loss, so PPO alone is measured) is not
 trained by RL here: its policy is fitted by cross-entropy to the actions of the greedy
 baseline (``run_tabular(..., "greedy")``, optimism tuned on training MDPs as in
 ``rl2_tabular.py``) on fresh MDPs every step, then run by the real sampler on the same

@@ -254,7 +254,7 @@ def test_prediction_targets_are_the_next_step_of_the_same_episode() -> None:
     agent = RL2(_config(fam, family_kwargs=kwargs, episodes_per_trial=3), fam)
     batch = agent.sample(agent._tasks_for(0), seed=5)
     assert (batch.mask == 0).any(), "the test needs padding rows"
-    next_obs, next_ok = prediction_targets(batch)
+    next_obs, next_ok = prediction_targets(batch, trial_inputs(batch)["done_flag"])
     T, n = batch.mask.shape
     for t in range(T):
         for j in range(n):
@@ -279,8 +279,9 @@ def test_prediction_loss_learns_what_the_trial_showed() -> None:
     opt = torch.optim.Adam(policy.parameters(), lr=3e-3)
 
     def loss(batch) -> torch.Tensor:
-        out = agent.replay(policy, batch, trial_inputs(batch))
-        next_obs, next_ok = prediction_targets(batch)
+        inputs = trial_inputs(batch)
+        out = agent.replay(policy, batch, inputs)
+        next_obs, next_ok = prediction_targets(batch, inputs["done_flag"])
         return policy.prediction_losses(out.hidden, batch.actions, batch.rewards, batch.mask,
                                         next_obs, next_ok)[0]
 
