@@ -62,6 +62,9 @@ def train_or_load(name: str, cfg: RL2Config, family: TaskFamily, train: bool,
                 evals = json.loads(curve_path.read_text())
                 for e in evals:  # files from before "num_tasks" was recorded
                     e.setdefault("num_tasks", len(eval_tasks or []))
+                # an eval is written just before its iteration's checkpoint: a run stopped
+                # between the two resumes earlier and redoes it, so drop what lies ahead
+                evals = [e for e in evals if e["iteration"] <= agent.iteration]
             log(f"[{name}] loaded {ckpt.name} at iteration {agent.iteration}/{cfg.num_iterations}")
         else:
             log(f"[{name}] {ckpt.name} was trained with another config; ignoring it")

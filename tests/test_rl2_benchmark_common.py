@@ -1,0 +1,49 @@
+"""The RL² benchmarks' train-or-load: resuming a stopped run keeps one held-out eval per
+iteration."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from metarl.agents.rl2 import RL2, RL2Config
+
+import metarl
+from metarl.config import make_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import rl2_common  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)  # train_or_load pins one thread
+
+
+def test_resume_after_a_stop_between_eval_and_checkpoint_redoes_that_eval(tmp_path, monkeypatch):
+    monkeypatch.setattr(rl2_common, "RESULTS", tmp_path)
+    fam = metarl.make_family("metarl/Bandit-v0", arms=2, pulls=4)
+    cfg = make_config(RL2Config, dict(family=fam.id, fresh_tasks=True, num_train_tasks=0,
+                                      episodes_per_trial=1, trials_per_iter=8, num_iterations=3,
+                                      hidden_size=8, num_minibatches=1, update_epochs=1))
+    eval_tasks = fam.sample_tasks(4, 1)
+    # the stopped run: checkpoint at iteration 1, but the eval of iteration 2 already written
+    agent = RL2(cfg, fam)
+    agent.train_iteration()
+    agent.save(str(tmp_path / "rl2_x.pt"))
+    stale = [{"iteration": i, "env_steps": 0.0, "num_tasks": 4, "trial_return": -1.0,
+              "episode_returns": [-1.0]} for i in (1, 2)]
+    (tmp_path / "rl2_x_evalcurve.json").write_text(json.dumps(stale))
+
+    resumed, evals = rl2_common.train_or_load("x", cfg, fam, train=True, eval_tasks=eval_tasks,
+                                              eval_every=1, log=lambda _: None)
+    assert resumed.iteration == 3
+    assert [e["iteration"] for e in evals] == [1, 2, 3]
+    assert evals[0]["trial_return"] == -1.0  # kept: the checkpoint had passed it
+    assert evals[1]["trial_return"] != -1.0  # redone by the resumed run
+    assert json.loads((tmp_path / "rl2_x_evalcurve.json").read_text()) == evals
