@@ -19,7 +19,7 @@ import rl2_common  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _restore_thread_count():
     n = torch.get_num_threads()
     yield
     torch.set_num_threads(n)  # train_or_load pins one thread
