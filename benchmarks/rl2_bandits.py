@@ -3,6 +3,7 @@
     python benchmarks/rl2_bandits.py                      # load checkpoints, evaluate, print table
     python benchmarks/rl2_bandits.py --train k5_n10       # train (or continue) then evaluate
     python benchmarks/rl2_bandits.py --setups k10_n100
+    python benchmarks/rl2_bandits.py --train k5_n10 --set seed=1 --tag seed1   # a variant
 
 For each setup (k arms, n pulls): the RL² agent of preset ``configs/rl2_bandit_k{k}_n{n}.yaml``
 (trained on fresh bandits drawn every iteration), and random, UCB1 (c = 1, and c tuned on
@@ -14,7 +15,9 @@ held-out bandits (the test half of ``family.split(seed=split_seed)``). Every met
 is its mean trial return: the pulls' coin flips would otherwise add noise of the size of
 the gaps being compared (one trial each moves RL²'s k=5 mean by ±0.05 from seed to seed).
 The ± are 95% CIs over the bandits. Prints the table, writes
-``benchmarks/results/rl2_bandits.json`` and one learning-curve PNG per setup.
+``benchmarks/results/rl2_bandits.json`` and one learning-curve PNG per setup. A variant
+(``--set key=value`` on the preset, named by ``--tag``) has files of its own:
+``rl2_bandit_<setup>_<tag>.pt``, its curve and ``rl2_bandits_<tag>.json``.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from rl2_common import (  # noqa: E402
     plot_learning_curve,
     report,
     rl2_cell,
+    run_options,
+    tagged,
     train_or_load,
 )
 
@@ -57,12 +62,13 @@ TARGETS = {"k5_n10": 6.6, "k10_n100": 81.0}
 
 
 def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool = False,
-              trials: int = 10) -> dict:
-    cfg, source, family = load_preset_config(f"rl2_bandit_{name}")
+              trials: int = 10, overrides: dict | None = None, tag: str = "") -> dict:
+    cfg, source, family = load_preset_config(f"rl2_bandit_{name}", overrides)
     k, n = family.arms, family.pulls
     split = family.split(1000, instances, seed=cfg.split_seed)
     test = list(split.test)
-    agent, evals = train_or_load(f"bandit_{name}", cfg, family, train,
+    run_name = tagged(f"bandit_{name}", tag)
+    agent, evals = train_or_load(run_name, cfg, family, train,
                                  eval_tasks=test[:200], eval_every=max(cfg.num_iterations // 20, 1),
                                  allow_partial=partial)
     t0 = time.perf_counter()
@@ -96,17 +102,19 @@ def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool =
     oracle = float(probs.max(1).mean() * n)
     hist = agent.history
     png = plot_learning_curve(
-        f"bandit_{name}", f"RL² on Bernoulli bandits, k={k}, n={n} (held-out: {instances})",
+        run_name, f"RL² on Bernoulli bandits, k={k}, n={n} (held-out: {instances})"
+        + (f", {tag}" if tag else ""),
         hist, evals,
         {"Thompson (held-out)": float(base["thompson"].mean()),
          f"UCB1 c={c_tuned:g} (held-out)": float(base["ucb1_tuned"].mean()),
          "RL² paper": PAPER[name]["rl2"], "random": float(base["random"].mean())},
-        RESULTS / f"rl2_bandit_{name}_curve.png",
+        RESULTS / f"rl2_{run_name}_curve.png",
         final=(f"RL² final, {len(test)} held-out", float(rl2.mean())))
     return {
         "setup": name, "arms": k, "pulls": n, "instances": len(test), "trials_per_instance": trials,
         "preset": cfg.family,
         "source": source, "config": {kk: v for kk, v in vars(cfg).items()},
+        "overrides": dict(overrides or {}), "tag": tag,
         "iterations": agent.iteration, "planned_iterations": cfg.num_iterations,
         "finished": agent.iteration >= cfg.num_iterations, "env_steps": agent.env_steps,
         "train_wall_s": float(sum(h["time_total"] for h in hist)),
@@ -128,10 +136,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="trials per held-out bandit, averaged (every method)")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
+    overrides, tag = run_options(parser, args)
     train = set(args.setups if args.train == [] else (args.train or []))
-    results = [run_setup(s, s in train, args.instances, args.seed, args.partial, args.trials)
+    results = [run_setup(s, s in train, args.instances, args.seed, args.partial, args.trials,
+                         overrides, tag)
                for s in args.setups]
-    out = RESULTS / "rl2_bandits.json"
+    out = RESULTS / f"{tagged('rl2_bandits', tag)}.json"
     header = ["setup", "random", "UCB1 (c=1)", "UCB1 (tuned c)", "Thompson", "Bayes-optimal",
               "RL² (ours)", "RL² (paper)"]
 

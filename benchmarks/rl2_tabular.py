@@ -2,6 +2,7 @@
 
     python benchmarks/rl2_tabular.py                  # load checkpoints, evaluate, print table
     python benchmarks/rl2_tabular.py --train n10      # train (or continue) then evaluate
+    python benchmarks/rl2_tabular.py --train n10 --set num_iterations=2000 --tag it2000
 
 For each setup (n episodes of T = 10 steps per trial, |S| = 10, |A| = 5): the RL² agent of
 preset ``configs/rl2_tabular_n{n}.yaml`` (trained on fresh MDPs drawn every iteration),
@@ -10,7 +11,9 @@ current state, untried actions valued at an optimism tuned on 1000 separate *tra
 MDPs) on the same 1000 held-out MDPs (the test half of ``family.split(seed=split_seed)``).
 Thompson sampling for an MDP *is* PSRL, so the bandits' Thompson column has no separate
 entry here. Prints the table, writes ``benchmarks/results/rl2_tabular.json`` and one
-learning-curve PNG per setup.
+learning-curve PNG per setup. A variant (``--set key=value`` on the preset, named by
+``--tag``) has files of its own: ``rl2_tabular_<setup>_<tag>.pt``, its curve and
+``rl2_tabular_<tag>.json``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from rl2_common import (  # noqa: E402
     plot_learning_curve,
     report,
     rl2_cell,
+    run_options,
+    tagged,
     train_or_load,
 )
 
@@ -44,12 +49,14 @@ PAPER = {
 TARGETS = {"n10": 150.0}
 
 
-def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool = False) -> dict:
-    cfg, source, family = load_preset_config(f"rl2_tabular_{name}")
+def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool = False,
+              overrides: dict | None = None, tag: str = "") -> dict:
+    cfg, source, family = load_preset_config(f"rl2_tabular_{name}", overrides)
     n_eps, horizon = cfg.episodes_per_trial, family.horizon
     split = family.split(1000, instances, seed=cfg.split_seed)
     test = list(split.test)
-    agent, evals = train_or_load(f"tabular_{name}", cfg, family, train,
+    run_name = tagged(f"tabular_{name}", tag)
+    agent, evals = train_or_load(run_name, cfg, family, train,
                                  eval_tasks=test[:200], eval_every=max(cfg.num_iterations // 20, 1),
                                  allow_partial=partial)
     t0 = time.perf_counter()
@@ -66,18 +73,20 @@ def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool =
     base_eps["greedy"] = run_tabular(trans, means, n_eps, horizon, "greedy", rng, optimism=optimism)
     base = {s: r.sum(1) for s, r in base_eps.items()}
     png = plot_learning_curve(
-        f"tabular_{name}",
-        f"RL² on tabular MDPs, n={n_eps} episodes per trial (held-out: {instances})",
+        run_name,
+        f"RL² on tabular MDPs, n={n_eps} episodes per trial (held-out: {instances})"
+        + (f", {tag}" if tag else ""),
         agent.history, evals,
         {"PSRL (held-out)": float(base["psrl"].mean()),
          "greedy (held-out)": float(base["greedy"].mean()),
          f"{PAPER[name]['best_baseline_name']} (paper)": PAPER[name]["best_baseline"],
          "RL² paper": PAPER[name]["rl2"], "random": float(base["random"].mean())},
-        RESULTS / f"rl2_tabular_{name}_curve.png",
+        RESULTS / f"rl2_{run_name}_curve.png",
         final=(f"RL² final, {len(test)} held-out", float(rl2.mean())))
     return {
         "setup": name, "episodes_per_trial": n_eps, "horizon": horizon, "instances": len(test),
-        "source": source, "config": dict(vars(cfg)),
+        "source": source, "config": dict(vars(cfg)), "overrides": dict(overrides or {}),
+        "tag": tag,
         "iterations": agent.iteration, "planned_iterations": cfg.num_iterations,
         "finished": agent.iteration >= cfg.num_iterations, "env_steps": agent.env_steps,
         "train_wall_s": float(sum(h["time_total"] for h in agent.history)),
@@ -97,10 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--setups", nargs="+", default=["n10"], choices=sorted(PAPER))
     add_run_arguments(parser)
     args = parser.parse_args(argv)
+    overrides, tag = run_options(parser, args)
     train = set(args.setups if args.train == [] else (args.train or []))
-    results = [run_setup(s, s in train, args.instances, args.seed, args.partial)
+    results = [run_setup(s, s in train, args.instances, args.seed, args.partial, overrides, tag)
                for s in args.setups]
-    out = RESULTS / "rl2_tabular.json"
+    out = RESULTS / f"{tagged('rl2_tabular', tag)}.json"
     header = ["setup", "random", "PSRL", "Thompson", "greedy (tuned optimism)", "RL² (ours)",
               "RL² (paper)", "best baseline (paper)"]
 

@@ -47,3 +47,29 @@ def test_resume_after_a_stop_between_eval_and_checkpoint_redoes_that_eval(tmp_pa
     assert evals[0]["trial_return"] == -1.0  # kept: the checkpoint had passed it
     assert evals[1]["trial_return"] != -1.0  # redone by the resumed run
     assert json.loads((tmp_path / "rl2_x_evalcurve.json").read_text()) == evals
+
+
+def test_a_tagged_variant_trains_into_files_of_its_own(tmp_path, monkeypatch, capsys):
+    import rl2_tabular
+
+    for module in (rl2_common, rl2_tabular):
+        monkeypatch.setattr(module, "RESULTS", tmp_path)
+    tiny = ["trials_per_iter=8", "hidden_size=8", "num_minibatches=1", "update_epochs=1"]
+    sets = [arg for kv in ["num_iterations=2", *tiny] for arg in ("--set", kv)]
+    with pytest.raises(SystemExit):  # overrides without a tag would replace the preset's files
+        rl2_tabular.main(["--train", "n10", "--instances", "10", *sets])
+    assert "--tag" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+    rl2_tabular.main(["--train", "n10", "--instances", "10", *sets, "--tag", "tiny"])
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["rl2_tabular_n10_tiny.pt", "rl2_tabular_n10_tiny_curve.png",
+                     "rl2_tabular_n10_tiny_evalcurve.json", "rl2_tabular_tiny.json"]
+    (result,) = json.loads((tmp_path / "rl2_tabular_tiny.json").read_text())["results"]
+    assert result["tag"] == "tiny" and result["overrides"]["num_iterations"] == 2
+    assert result["iterations"] == 2 and result["finished"] and result["instances"] == 10
+    assert [e["iteration"] for e in result["held_out_evals"]] == [1, 2]
+
+    # the same command again loads the variant's finished checkpoint instead of training
+    rl2_tabular.main(["--instances", "10", *sets, "--tag", "tiny"])
+    assert "loaded rl2_tabular_n10_tiny.pt at iteration 2/2" in capsys.readouterr().out
