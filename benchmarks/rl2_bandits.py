@@ -41,6 +41,7 @@ from rl2_common import (  # noqa: E402
     RESULTS,
     add_run_arguments,
     ci,
+    final_label,
     fmt,
     load_preset_config,
     plot_learning_curve,
@@ -109,7 +110,7 @@ def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool =
          f"UCB1 c={c_tuned:g} (held-out)": float(base["ucb1_tuned"].mean()),
          "RL² paper": PAPER[name]["rl2"], "random": float(base["random"].mean())},
         RESULTS / f"rl2_{run_name}_curve.png",
-        final=(f"RL² final, {len(test)} held-out", float(rl2.mean())))
+        final=(final_label(agent, len(test)), float(rl2.mean())))
     return {
         "setup": name, "arms": k, "pulls": n, "instances": len(test), "trials_per_instance": trials,
         "preset": cfg.family,

@@ -203,6 +203,14 @@ def tagged(name: str, tag: str) -> str:
     return f"{name}_{tag}" if tag else name
 
 
+def final_label(agent: RL2, instances: int) -> str:
+    """The learning curve's label of the reported number: an unfinished checkpoint
+    (``--partial``) says at which iteration it stands."""
+    planned = agent.config.num_iterations
+    when = "final" if agent.iteration >= planned else f"at it {agent.iteration}/{planned}"
+    return f"RL² {when}, {instances} held-out"
+
+
 def rl2_cell(r: dict[str, Any]) -> str:
     """RL² (ours), marked when the checkpoint had not finished its planned iterations."""
     if r.get("finished", True):

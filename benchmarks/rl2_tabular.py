@@ -31,6 +31,7 @@ from rl2_common import (  # noqa: E402
     RESULTS,
     add_run_arguments,
     ci,
+    final_label,
     fmt,
     load_preset_config,
     plot_learning_curve,
@@ -82,7 +83,7 @@ def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool =
          f"{PAPER[name]['best_baseline_name']} (paper)": PAPER[name]["best_baseline"],
          "RL² paper": PAPER[name]["rl2"], "random": float(base["random"].mean())},
         RESULTS / f"rl2_{run_name}_curve.png",
-        final=(f"RL² final, {len(test)} held-out", float(rl2.mean())))
+        final=(final_label(agent, len(test)), float(rl2.mean())))
     return {
         "setup": name, "episodes_per_trial": n_eps, "horizon": horizon, "instances": len(test),
         "source": source, "config": dict(vars(cfg)), "overrides": dict(overrides or {}),
