@@ -29,22 +29,25 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from metarl.config import parse_overrides
 from metarl.evaluation import Curve, mean_ci95, summarize
 from metarl.plotting import plot_curves
 from metarl.runs import create_run, read_metrics, train_run
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from variants import add_variant_arguments, tagged, variant_options  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_RETURN_1STEP, TARGET_WALL_S = -15.5, 540.0
 
 
 def result_prefix(tag: str) -> str:
-    return f"maml_pointnav_{tag}" if tag else "maml_pointnav"
+    return tagged("maml_pointnav", tag)
 
 
 def run_one(agent: str, seed: int, iterations: int, eval_tasks: int, eval_episodes: int,
@@ -199,7 +202,7 @@ def summarize_results(tag: str = "") -> dict:
     return summary
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--agents", nargs="*", default=["maml", "metasgd"],
                     help="agents to train (none: only the random-init curve)")
@@ -214,25 +217,21 @@ def main() -> None:
     ap.add_argument("--no-random", action="store_true", help="skip the random-init curve")
     ap.add_argument("--summarize", action="store_true", help="only merge existing results")
     ap.add_argument("--progress", action="store_true")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a preset key in every run (repeatable); pair with --tag")
-    ap.add_argument("--tag", default="", help="suffix of the result files, for ablations")
-    args = ap.parse_args()
-    overrides = parse_overrides(args.overrides)
-    if overrides and not args.tag:
-        ap.error("--set changes the preset: give the results a --tag so they do not replace "
-                 "the preset's")
+    add_variant_arguments(ap, scope=" in every run", files="the result files",
+                          example="gae_lambda=1.0")
+    args = ap.parse_args(argv)
+    overrides, tag = variant_options(ap, args)
     if not args.summarize:
         runs_dir = Path(args.runs_dir)
         for seed in args.seeds:
             for agent in args.agents:
                 run_one(agent, seed, args.iterations, args.eval_tasks, args.eval_episodes,
-                        args.steps, runs_dir, args.progress, overrides, args.tag)
-                summarize_results(args.tag)
+                        args.steps, runs_dir, args.progress, overrides, tag)
+                summarize_results(tag)
         if not args.no_random:
             random_init(args.steps, args.eval_tasks, args.eval_episodes, runs_dir, overrides,
-                        args.tag)
-    print(json.dumps(summarize_results(args.tag), indent=1))
+                        tag)
+    print(json.dumps(summarize_results(tag), indent=1))
 
 
 if __name__ == "__main__":

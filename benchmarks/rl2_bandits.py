@@ -47,10 +47,9 @@ from rl2_common import (  # noqa: E402
     plot_learning_curve,
     report,
     rl2_cell,
-    run_options,
-    tagged,
     train_or_load,
 )
+from variants import tagged, variant_options  # noqa: E402
 
 #: RL² paper Table 1 (random / Gittins / UCB1 / RL²), total reward per trial.
 PAPER = {
@@ -103,7 +102,7 @@ def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool =
     oracle = float(probs.max(1).mean() * n)
     hist = agent.history
     png = plot_learning_curve(
-        run_name, f"RL² on Bernoulli bandits, k={k}, n={n} (held-out: {instances})"
+        f"RL² on Bernoulli bandits, k={k}, n={n} (held-out: {instances})"
         + (f", {tag}" if tag else ""),
         hist, evals,
         {"Thompson (held-out)": float(base["thompson"].mean()),
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="trials per held-out bandit, averaged (every method)")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
-    overrides, tag = run_options(parser, args)
+    overrides, tag = variant_options(parser, args)
     train = set(args.setups if args.train == [] else (args.train or []))
     results = [run_setup(s, s in train, args.instances, args.seed, args.partial, args.trials,
                          overrides, tag)

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 from metarl.agents.rl2 import RL2, RL2Config
+from variants import add_variant_arguments
 
-from metarl.config import parse_overrides, resolve_config, same_results_config
+from metarl.config import resolve_config, same_results_config
 from metarl.evaluation import mean_ci95
 from metarl.family import TaskFamily
 from metarl.registry import make_family
@@ -125,7 +126,7 @@ def print_table(header: list[str], rows: list[list[str]]) -> str:
     return text
 
 
-def plot_learning_curve(name: str, title: str, history: list[dict[str, float]],
+def plot_learning_curve(title: str, history: list[dict[str, float]],
                         evals: list[dict[str, float]], hlines: dict[str, float],
                         path: Path, ylabel: str = "total reward per trial",
                         final: tuple[str, float] | None = None) -> Path:
@@ -180,27 +181,7 @@ def add_run_arguments(parser: Any) -> None:
     parser.add_argument("--partial", action="store_true",
                         help="evaluate an unfinished checkpoint as it is (reported as such)")
     parser.add_argument("--seed", type=int, default=2024, help="evaluation seed")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help="override a preset key (repeatable), e.g. num_iterations=2000; "
-                             "pair with --tag")
-    parser.add_argument("--tag", default="",
-                        help="suffix of the checkpoint, curve and result files of a variant")
-
-
-def run_options(parser: Any, args: Any) -> tuple[dict[str, Any], str]:
-    """``(overrides, tag)`` from :func:`add_run_arguments`' options. Overrides need a tag:
-    a variant written under the preset's file names would replace its checkpoint."""
-    overrides = parse_overrides(args.overrides)
-    if overrides and not args.tag:
-        parser.error("--set changes the preset: give the variant a --tag so that its files "
-                     "do not replace the preset's")
-    return overrides, args.tag
-
-
-def tagged(name: str, tag: str) -> str:
-    """``name`` with the variant's ``_tag`` suffix (none for the preset itself)."""
-    return f"{name}_{tag}" if tag else name
+    add_variant_arguments(parser)
 
 
 def final_label(agent: RL2, instances: int) -> str:

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                  extra={"family": family.id, "num_tasks": len(test), "trials_per_goal": per_goal})
     plot_curves(curves, RESULTS / "rl2_pointnav_adaptation.png",
                 title="RL² on PointNav2D (2-episode trials): held-out goals")
-    plot_learning_curve("pointnav", "RL² on PointNav2D, 2-episode trials", agent.history, evals,
+    plot_learning_curve("RL² on PointNav2D, 2-episode trials", agent.history, evals,
                         {}, RESULTS / "rl2_pointnav_curve.png",
                         ylabel="return per trial (2 episodes)")
     write_json(RESULTS / "rl2_pointnav.json", {

@@ -37,10 +37,9 @@ from rl2_common import (  # noqa: E402
     plot_learning_curve,
     report,
     rl2_cell,
-    run_options,
-    tagged,
     train_or_load,
 )
+from variants import tagged, variant_options  # noqa: E402
 
 #: RL² paper Table 2 (random / best baseline / RL²), total reward per trial.
 PAPER = {
@@ -74,7 +73,6 @@ def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool =
     base_eps["greedy"] = run_tabular(trans, means, n_eps, horizon, "greedy", rng, optimism=optimism)
     base = {s: r.sum(1) for s, r in base_eps.items()}
     png = plot_learning_curve(
-        run_name,
         f"RL² on tabular MDPs, n={n_eps} episodes per trial (held-out: {instances})"
         + (f", {tag}" if tag else ""),
         agent.history, evals,
@@ -107,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--setups", nargs="+", default=["n10"], choices=sorted(PAPER))
     add_run_arguments(parser)
     args = parser.parse_args(argv)
-    overrides, tag = run_options(parser, args)
+    overrides, tag = variant_options(parser, args)
     train = set(args.setups if args.train == [] else (args.train or []))
     results = [run_setup(s, s in train, args.instances, args.seed, args.partial, overrides, tag)
                for s in args.setups]
