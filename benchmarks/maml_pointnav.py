@@ -40,7 +40,7 @@ from metarl.plotting import plot_curves
 from metarl.runs import create_run, read_metrics, train_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from variants import add_variant_arguments, tagged, variant_options  # noqa: E402
+from variants import add_variant_arguments, tagged, tagged_title, variant_options  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_RETURN_1STEP, TARGET_WALL_S = -15.5, 540.0
@@ -197,8 +197,8 @@ def summarize_results(tag: str = "") -> dict:
     (RESULTS / f"{prefix}.json").write_text(json.dumps(summary, indent=1))
     if curves:
         plot_curves(curves, RESULTS / f"{prefix}.png",
-                    title="PointNav2D, held-out tasks: MAML vs Meta-SGD (70 meta-iterations)"
-                    + (f", {tag}" if tag else ""))
+                    title=tagged_title("PointNav2D, held-out tasks: MAML vs Meta-SGD "
+                                       "(70 meta-iterations)", tag))
     return summary
 
 

@@ -49,7 +49,7 @@ from rl2_common import (  # noqa: E402
     rl2_cell,
     train_or_load,
 )
-from variants import tagged, variant_options  # noqa: E402
+from variants import tagged, tagged_title, variant_options  # noqa: E402
 
 #: RL² paper Table 1 (random / Gittins / UCB1 / RL²), total reward per trial.
 PAPER = {
@@ -102,8 +102,7 @@ def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool =
     oracle = float(probs.max(1).mean() * n)
     hist = agent.history
     png = plot_learning_curve(
-        f"RL² on Bernoulli bandits, k={k}, n={n} (held-out: {instances})"
-        + (f", {tag}" if tag else ""),
+        tagged_title(f"RL² on Bernoulli bandits, k={k}, n={n} (held-out: {instances})", tag),
         hist, evals,
         {"Thompson (held-out)": float(base["thompson"].mean()),
          f"UCB1 c={c_tuned:g} (held-out)": float(base["ucb1_tuned"].mean()),

@@ -40,7 +40,7 @@ from rl2_common import (  # noqa: E402
     rl2_cell,
     train_or_load,
 )
-from variants import tagged, variant_options  # noqa: E402
+from variants import tagged, tagged_title, variant_options  # noqa: E402
 
 #: RL² paper Table 2 (random / best baseline / RL²), total reward per trial.
 PAPER = {
@@ -74,8 +74,8 @@ def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool =
     base_eps["greedy"] = run_tabular(trans, means, n_eps, horizon, "greedy", rng, optimism=optimism)
     base = {s: r.sum(1) for s, r in base_eps.items()}
     png = plot_learning_curve(
-        f"RL² on tabular MDPs, n={n_eps} episodes per trial (held-out: {instances})"
-        + (f", {tag}" if tag else ""),
+        tagged_title(f"RL² on tabular MDPs, n={n_eps} episodes per trial "
+                     f"(held-out: {instances})", tag),
         agent.history, evals,
         {"PSRL (held-out)": float(base["psrl"].mean()),
          "greedy (held-out)": float(base["greedy"].mean()),

@@ -36,3 +36,8 @@ def variant_options(parser: argparse.ArgumentParser, args: argparse.Namespace
 def tagged(name: str, tag: str) -> str:
     """``name`` with the variant's ``_tag`` suffix (none for the preset itself)."""
     return f"{name}_{tag}" if tag else name
+
+
+def tagged_title(title: str, tag: str) -> str:
+    """A figure's ``title`` naming the variant it shows (unchanged for the preset)."""
+    return f"{title}, {tag}" if tag else title

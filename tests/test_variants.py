@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from variants import add_variant_arguments, tagged, variant_options  # noqa: E402
+from variants import add_variant_arguments, tagged, tagged_title, variant_options  # noqa: E402
 
 
 def _parse(argv: list[str]) -> tuple[dict, str]:
@@ -35,6 +35,8 @@ def test_an_override_without_a_tag_is_refused(capsys):
 def test_the_tag_suffixes_a_name_and_the_preset_keeps_its_own():
     assert tagged("rl2_tabular", "it2000") == "rl2_tabular_it2000"
     assert tagged("maml_pointnav", "") == "maml_pointnav"
+    assert tagged_title("RL² on tabular MDPs", "seed1") == "RL² on tabular MDPs, seed1"
+    assert tagged_title("RL² on tabular MDPs", "") == "RL² on tabular MDPs"
 
 
 def test_maml_pointnav_refuses_an_untagged_override_before_training(capsys):
