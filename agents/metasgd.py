@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 
 from metarl.agents.maml import MAMLAgent, MAMLConfig
-
 from metarl.errors import ConfigError
 from metarl.runs import register_agent
 

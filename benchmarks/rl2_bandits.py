@@ -30,13 +30,6 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from metarl.agents.classic import (  # noqa: E402
-    BayesOptimalBandit,
-    bandit_probs,
-    run_bandit,
-    run_bayes_optimal_bandit,
-    tune_ucb_c,
-)
 from rl2_common import (  # noqa: E402
     RESULTS,
     add_run_arguments,
@@ -50,6 +43,14 @@ from rl2_common import (  # noqa: E402
     train_or_load,
 )
 from variants import tagged, tagged_title, variant_options  # noqa: E402
+
+from metarl.agents.classic import (  # noqa: E402
+    BayesOptimalBandit,
+    bandit_probs,
+    run_bandit,
+    run_bayes_optimal_bandit,
+    tune_ucb_c,
+)
 
 #: RL² paper Table 1 (random / Gittins / UCB1 / RL²), total reward per trial.
 PAPER = {

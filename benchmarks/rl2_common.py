@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from metarl.agents.rl2 import RL2, RL2Config
 from variants import add_variant_arguments
 
+from metarl.agents.rl2 import RL2, RL2Config
 from metarl.config import resolve_config, same_results_config
 from metarl.evaluation import mean_ci95
 from metarl.family import TaskFamily

@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from metarl.agents.classic import mdp_params, run_tabular, tune_greedy_optimism  # noqa: E402
 from rl2_common import (  # noqa: E402
     RESULTS,
     add_run_arguments,
@@ -41,6 +40,8 @@ from rl2_common import (  # noqa: E402
     train_or_load,
 )
 from variants import tagged, tagged_title, variant_options  # noqa: E402
+
+from metarl.agents.classic import mdp_params, run_tabular, tune_greedy_optimism  # noqa: E402
 
 #: RL² paper Table 2 (random / best baseline / RL²), total reward per trial.
 PAPER = {

@@ -32,10 +32,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from metarl.agents.classic import mdp_params, run_tabular, tune_greedy_optimism  # noqa: E402
-from metarl.agents.rl2 import RL2, trial_inputs  # noqa: E402
 from rl2_common import RESULTS, ci, load_preset_config  # noqa: E402
 
+from metarl.agents.classic import mdp_params, run_tabular, tune_greedy_optimism  # noqa: E402
+from metarl.agents.rl2 import RL2, trial_inputs  # noqa: E402
 from metarl.family import TaskFamily  # noqa: E402
 from metarl.rollout import EpisodeBatch  # noqa: E402
 from metarl.task import Task  # noqa: E402

@@ -14,13 +14,17 @@ For HalfCheetah (``HalfCheetahVel-v0``) and Ant (``AntVel-v0``), closed loop wit
 (c) metarl's engine through :class:`metarl.rollout.Sampler` (full episodes, with its
     (time x batch) tensor bookkeeping).
 
-Also (d), "physics_only": ``engine.step`` alone (no policy), and a bare
-``mujoco.batch.Batch`` step per env step for reference.
+Also (d), "physics_only": ``engine.step`` alone (no policy), and, on the ``batch``
+backend, a bare ``mujoco.batch.Batch`` step per env step for reference.
 
-Prints env-steps/s and ratios as JSON and writes ``benchmarks/results/sampler_throughput.json``.
-Run when the machine is otherwise idle (``cat /proc/loadavg``); ``--quick`` for a short run::
+The engine runs on the backend the installed ``mujoco`` gives (``mujoco.batch`` on
+MuJoCo 4, ``mj_step`` on a thread pool on 3.x, as in the ``[metaworld]`` extra's
+environment), or on ``--backend``; the JSON records which. Prints env-steps/s and ratios
+as JSON and writes ``benchmarks/results/sampler_throughput.json`` (the ``threads``
+backend: ``sampler_throughput_threads_mujoco<VERSION>.json``). Run when the machine is
+otherwise idle (``cat /proc/loadavg``); ``--quick`` for a short run::
 
-    python benchmarks/sampler_throughput.py [--quick]
+    python benchmarks/sampler_throughput.py [--quick] [--backend threads]
 """
 
 from __future__ import annotations
@@ -38,10 +42,10 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 import torch
-from mujoco.batch import Batch
 from torch import nn
 
 import metarl
+from metarl.mujoco_backend import Batch, available_backends, default_backend
 from metarl.mujoco_engine import MujocoFamily, default_num_threads
 from metarl.rollout import Sampler, StepContext
 
@@ -144,9 +148,10 @@ def engine(family: MujocoFamily, tasks: list, per_task: int, policy: MLPPolicy,
 
 
 def physics_only(family: MujocoFamily, n: int, steps: int, threads: int) -> dict[str, float]:
-    """Env-steps/s of ``engine.step`` alone (no policy, no Sampler), and of a bare
-    ``mujoco.batch.Batch`` of the same model stepped ``frame_skip`` substeps per call
-    (physics and state rows only: what the engine's stepping could at best reach)."""
+    """Env-steps/s of ``engine.step`` alone (no policy, no Sampler), and the ceiling of
+    its backend's stepping with the same model, ``frame_skip`` substeps per call: a bare
+    ``mujoco.batch.Batch`` (state rows only), or on the ``threads`` backend bare
+    ``mj_step`` loops over N ``MjData``, one chunk per thread (no engine around them)."""
     fs, m = family.frame_skip, family.base_model
     actions = np.clip(np.random.default_rng(0).standard_normal((steps, n, m.nu)), -1, 1)
     eng = family.make_batch_engine(n, num_threads=threads)
@@ -157,14 +162,32 @@ def physics_only(family: MujocoFamily, n: int, steps: int, threads: int) -> dict
         eng.step(actions[k], active)
     rates = {"engine_step": round(n * steps / (time.perf_counter() - start))}
     eng.close()
-    batch = Batch(m, n, nthread=threads)
-    batch.reset()
-    ctrl = batch.bind("ctrl")
+    if eng.sim.backend == "batch":
+        batch = Batch(m, n, nthread=threads)
+        batch.reset()
+        ctrl = batch.bind("ctrl")
+        start = time.perf_counter()
+        for k in range(steps):
+            ctrl[:] = actions[k]
+            batch.step(nstep=fs)
+        rates["bare_mujoco_batch"] = round(n * steps / (time.perf_counter() - start))
+        return rates
+    datas = [mujoco.MjData(m) for _ in range(n)]
+    chunks = np.array_split(np.arange(n), threads)
+
+    def loop(idx: np.ndarray) -> None:
+        for k in range(steps):
+            for i in idx:
+                datas[i].ctrl[:] = actions[k, i]
+                mujoco.mj_step(m, datas[i], fs)
+
+    workers = [threading.Thread(target=loop, args=(c,)) for c in chunks]
     start = time.perf_counter()
-    for k in range(steps):
-        ctrl[:] = actions[k]
-        batch.step(nstep=fs)
-    rates["bare_mujoco_batch"] = round(n * steps / (time.perf_counter() - start))
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    rates["bare_mj_step_threads"] = round(n * steps / (time.perf_counter() - start))
     return rates
 
 
@@ -174,8 +197,16 @@ def main() -> dict[str, Any]:
     parser.add_argument("--tasks", type=int, default=40)
     parser.add_argument("--episodes", type=int, default=20, help="episodes per task")
     parser.add_argument("--threads", type=int, default=default_num_threads())
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--backend", choices=available_backends(), default=default_backend(),
+                        help="MuJoCo backend of the engine (default: the installed mujoco's best)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON path (default: results/sampler_throughput.json; on the threads "
+                             "backend results/sampler_throughput_threads_mujocoVERSION.json)")
     args = parser.parse_args()
+    os.environ["METARL_MUJOCO_BACKEND"] = args.backend  # every engine built below uses it
+    if args.out is None:
+        args.out = RESULTS if args.backend == "batch" else RESULTS.with_name(
+            f"sampler_throughput_threads_mujoco{mujoco.__version__}.json")
     # One torch thread: the MuJoCo threads own the cores; the 64x64 MLP is tiny.
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -184,7 +215,8 @@ def main() -> dict[str, Any]:
     result: dict[str, Any] = {
         "machine": {"cpu_count": os.cpu_count(), "cores_used": args.threads,
                     "platform": platform.platform(), "python": platform.python_version(),
-                    "mujoco": mujoco.__version__, "gymnasium": gym.__version__,
+                    "mujoco": mujoco.__version__, "mujoco_backend": args.backend,
+                    "gymnasium": gym.__version__,
                     "torch": torch.__version__, "loadavg_before": [round(x, 2) for x in load_before]},
         "settings": {"tasks": args.tasks, "episodes_per_task": args.episodes,
                      "num_envs": args.tasks * args.episodes, "quick": args.quick,

@@ -67,7 +67,6 @@ def sampling_throughput(family_id: str, n_tasks: int, episodes: int, repeats: in
 def iteration_phases(family_id: str, workers: int, iterations: int, quick: bool) -> dict:
     """Mean seconds per MAML meta-iteration in each phase, with ``workers`` Ray actors (0 = local)."""
     from metarl.agents.maml import MAMLAgent, MAMLConfig
-
     from metarl.config import make_config
 
     cfg = make_config(MAMLConfig, {"family": family_id, "seed": 0, "workers": workers,

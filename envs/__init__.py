@@ -13,7 +13,6 @@ from metarl.envs.locomotion import (
 from metarl.envs.point_nav import PointNav2D, SparsePointNav
 from metarl.envs.rand_params import HalfCheetahRandParams, HopperRandParams, Walker2dRandParams
 from metarl.envs.tabular_mdp import TabularMDP
-
 from metarl.registry import register
 
 MUJOCO_FAMILIES = (HalfCheetahVel, HalfCheetahDir, AntVel, AntDir, AntDir2D, AntGoal, HumanoidDir,

@@ -33,10 +33,12 @@ from typing import Any
 
 import yaml
 
+import metarl.configs
 from metarl.errors import ConfigError
 
-#: Where the presets live: ``configs/`` at the repository root (next to the package).
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+#: Where the presets live: the ``metarl.configs`` package, which is ``configs/`` at the
+#: repository root in a checkout and ships inside the wheel.
+CONFIG_DIR = Path(metarl.configs.__file__).resolve().parent
 
 
 @dataclasses.dataclass

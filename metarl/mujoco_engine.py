@@ -10,16 +10,18 @@ functions on exactly the same stepping code (:class:`MujocoSim`):
 * :class:`MujocoBatchEngine`, the fast path behind ``family.make_batch_engine(n)``,
   which steps all N sub-envs in C across threads with the GIL released.
 
-Stepping: one ``mujoco.batch.Batch`` holds the N sub-envs' states as rows (with each
-sub-env's solver warm start) and steps them in C on its own thread pool, the GIL
-released: a closed-loop call per env step, ``frame_skip`` physics steps each, with
-no Python per sub-env. Dynamics tasks give each sub-env its own ``MjModel``
-(``Batch.set_models``). The fields a family reads (``sim_fields``) are bound once:
-``qpos``/``qvel`` are live views of the state rows, derived fields (``cfrc_ext``,
-``cinert``, ...) are copied out after every call and describe the state before the
-last substep, as after ``mj_step`` on an ``MjData``. The single env is a batch of one
-on the calling thread, so both runtimes share every line of stepping code, and
-MuJoCo's batch is bit-identical to a loop of ``mj_step`` over one ``MjData`` each.
+Stepping (:mod:`metarl.mujoco_backend`, chosen from the installed ``mujoco``): on MuJoCo 4
+one ``mujoco.batch.Batch`` holds the N sub-envs' states as rows (with each sub-env's
+solver warm start) and steps them in C on its own thread pool, the GIL released, no
+Python per sub-env; on MuJoCo 3.x (which Meta-World pins) each sub-env has an ``MjData``
+and ``mj_step`` runs over them on a thread pool, the GIL released inside each call. Either
+way a closed-loop call per env step, ``frame_skip`` physics steps each. Dynamics tasks
+give each sub-env its own ``MjModel``. The fields a family reads (``sim_fields``) are
+bound once as ``(N, ...)`` arrays: ``qpos``/``qvel`` are the state, derived fields
+(``cfrc_ext``, ``cinert``, ...) are copied out after every call and describe the state
+before the last substep, as after ``mj_step`` on an ``MjData``. The single env is a batch
+of one on the calling thread, so both runtimes share every line of stepping code, and
+both backends are bit-identical to a loop of ``mj_step`` over one ``MjData`` each.
 
 ``cfrc_ext`` (and ``cacc``/``cfrc_int``) are only filled by ``mj_rnePostConstraint``,
 which ``mj_step`` runs when the model has an acceleration sensor; a family that sets
@@ -49,9 +51,9 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import mujoco
 import numpy as np
-from mujoco.batch import Batch
 
 from metarl.family import MetaEnv, TaskFamily, TaskLike
+from metarl.mujoco_backend import BatchBackend, ThreadBackend, default_backend, make_backend
 from metarl.task import Task
 
 ASSETS = Path(__file__).resolve().parent.parent / "envs" / "assets"
@@ -236,9 +238,11 @@ class MujocoFamily(TaskFamily):
     def make_env(self, task: TaskLike | None = None, render_mode: str | None = None) -> MujocoEnv:
         return MujocoEnv(self, task, render_mode)
 
-    def make_batch_engine(self, num_envs: int, num_threads: int | None = None) -> MujocoBatchEngine:
-        """The fast path (picked up by ``metarl.rollout.make_engine(..., "auto")``)."""
-        return MujocoBatchEngine(self, num_envs, num_threads)
+    def make_batch_engine(self, num_envs: int, num_threads: int | None = None,
+                          backend: str | None = None) -> MujocoBatchEngine:
+        """The fast path (picked up by ``metarl.rollout.make_engine(..., "auto")``);
+        ``backend``: ``"batch"`` or ``"threads"`` (default: :func:`default_backend`)."""
+        return MujocoBatchEngine(self, num_envs, num_threads, backend)
 
 
 class DynamicsFamily(MujocoFamily):
@@ -292,28 +296,31 @@ def sanitize_actions(actions: np.ndarray, low: np.ndarray, high: np.ndarray,
 
 
 class MujocoSim:
-    """N sub-envs of one family on one ``mujoco.batch.Batch``: their models, states, task
+    """N sub-envs of one family on one backend (:mod:`metarl.mujoco_backend`: MuJoCo 4's
+    ``mujoco.batch`` or ``mj_step`` on a thread pool): their models, states, task
     parameters and the stepping code shared by the single env and the batched engine."""
 
-    def __init__(self, family: MujocoFamily, num_envs: int, num_threads: int = 1) -> None:
+    def __init__(self, family: MujocoFamily, num_envs: int, num_threads: int = 1,
+                 backend: str | None = None) -> None:
         self.family = family
         self.num_envs = n = int(num_envs)
         if n < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         base = family.base_model
         self.num_threads = max(1, int(num_threads))
-        # Batch's nthread counts the calling thread; 0 would mean "all CPUs".
-        self._batch: Batch | None = Batch(base, n, nthread=self.num_threads)
+        self.fields = tuple(family.sim_fields)
+        self._backend: BatchBackend | ThreadBackend | None = make_backend(
+            backend or default_backend(), base, n, self.num_threads, self.fields)
+        #: the backend's name, ``"batch"`` or ``"threads"``.
+        self.backend = self._backend.name
         self.models: list[mujoco.MjModel] = [base] * n
         self.tasks: list[Task | None] = [None] * n
         self.params: dict[str, np.ndarray] = {}
-        self.fields = tuple(family.sim_fields)
-        # Live (N, ...) views: qpos/qvel are the state rows, the other fields are copied
-        # out by every call (one substep behind the state, as after mj_step).
-        self.state = SimBatch({f: self._batch.bind(f) for f in self.fields})
-        self._qpos, self._qvel = self._batch.bind("qpos"), self._batch.bind("qvel")
-        self._ctrl = self._batch.bind("ctrl")
-        self._warning = self._batch.warning  # (N, nwarning, 2): lastinfo, number
+        # Live (N, ...) arrays: qpos/qvel are the state, the other fields are copied out
+        # by every call (one substep behind the state, as after mj_step).
+        self.state = SimBatch({f: self._backend.bind(f) for f in self.fields})
+        self._qpos, self._qvel = self._backend.bind("qpos"), self._backend.bind("qvel")
+        self._ctrl = self._backend.bind("ctrl")
         self._rngs: list[np.random.Generator] = [np.random.default_rng(i) for i in range(n)]
         self.obs: np.ndarray | None = None
         self._all = np.arange(n)
@@ -336,27 +343,28 @@ class MujocoSim:
         self.params = self.family.task_arrays(self.tasks)  # type: ignore[arg-type]
 
     @property
-    def _live(self) -> Batch:
-        if self._batch is None:
+    def _live(self) -> BatchBackend | ThreadBackend:
+        if self._backend is None:
             raise RuntimeError(f"{self.family.id}: this simulator batch was closed")
-        return self._batch
+        return self._backend
 
     # ---- reset -------------------------------------------------------------------------
     def _arm(self, idx: np.ndarray) -> None:
-        self._warning[idx, :, 1] = _WARN_SENTINEL
+        self._live.set_warning_counts(idx, _WARN_SENTINEL)
 
     def _reset(self, idx: np.ndarray) -> None:
         """Default state plus the family's reset noise (drawn from each sub-env's
         generator, in the order Gymnasium draws it), then ``mj_forward``."""
         fam, batch = self.family, self._live
-        batch.reset(idx, stage=mujoco.mjtStage.mjSTAGE_NONE.value)
+        batch.reset(idx)
         for i in idx:
             m, rng = self.models[i], self._rngs[i]
-            self._qpos[i] = m.qpos0 + rng.uniform(-fam.reset_qpos_noise, fam.reset_qpos_noise, m.nq)
+            qpos = m.qpos0 + rng.uniform(-fam.reset_qpos_noise, fam.reset_qpos_noise, m.nq)
             if fam.reset_qvel_normal:
-                self._qvel[i] = fam.reset_qvel_noise * rng.standard_normal(m.nv)
+                qvel = fam.reset_qvel_noise * rng.standard_normal(m.nv)
             else:
-                self._qvel[i] = rng.uniform(-fam.reset_qvel_noise, fam.reset_qvel_noise, m.nv)
+                qvel = rng.uniform(-fam.reset_qvel_noise, fam.reset_qvel_noise, m.nv)
+            batch.set_joint_state(i, qpos, qvel)
         batch.forward(idx)
         self._arm(idx)
 
@@ -384,19 +392,14 @@ class MujocoSim:
         """Overwrite sub-env ``i``'s joint positions / velocities; derived fields are
         recomputed (``mj_forward``) and the observation refreshes at the next step. A
         diverged state is caught (reset and flagged) by the next step."""
-        if qpos is not None:
-            self._qpos[i] = qpos
-        if qvel is not None:
-            self._qvel[i] = qvel
+        self._live.set_joint_state(i, qpos, qvel)
         if np.isfinite(self._qpos[i]).all() and np.isfinite(self._qvel[i]).all():
             self._live.forward([i])
 
     def get_data(self, i: int) -> mujoco.MjData:
         """A snapshot of sub-env ``i`` as an ``MjData`` of its model, forwarded (a copy:
         write the state with :meth:`set_state`)."""
-        data = self._live.get_data(i)
-        mujoco.mj_forward(self.models[i], data)
-        return data
+        return self._live.get_data(i, self.models[i])
 
     # ---- step --------------------------------------------------------------------------
     def step(self, actions: np.ndarray, active: np.ndarray | None = None
@@ -435,7 +438,7 @@ class MujocoSim:
                 infos.setdefault(key, np.zeros(n))[idx] = val
             # MuJoCo resets a sub-env whose qpos/qvel/qacc blew up, which zeroes its
             # warning counters (armed at a sentinel, which also keeps MuJoCo quiet).
-            counts = self._warning[idx, :, 1]
+            counts = batch.warning_counts(idx)
             diverged = (counts[:, _DIVERGED] != _WARN_SENTINEL).any(axis=1)
             bad[idx] = diverged | ~finite
             self._report_other_warnings(idx, counts)
@@ -468,7 +471,9 @@ class MujocoSim:
             self._arm(hit)
 
     def close(self) -> None:
-        self._batch = None
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
 
 
 def _spaces(family: MujocoFamily) -> tuple[gym.spaces.Box, gym.spaces.Box]:
@@ -530,13 +535,14 @@ class MujocoEnv(MetaEnv):
 class MujocoBatchEngine:
     """The fast :class:`~metarl.rollout.BatchEngine` of a MuJoCo family: N sub-envs,
     each with its own task (and own ``MjModel`` for dynamics tasks), stepped by a
-    persistent thread pool with the GIL released."""
+    thread pool with the GIL released (``engine.sim.backend`` names the backend)."""
 
-    def __init__(self, family: MujocoFamily, num_envs: int, num_threads: int | None = None) -> None:
+    def __init__(self, family: MujocoFamily, num_envs: int, num_threads: int | None = None,
+                 backend: str | None = None) -> None:
         self.family = family
         self.num_envs = int(num_envs)
         threads = default_num_threads() if num_threads is None else int(num_threads)
-        self.sim = MujocoSim(family, self.num_envs, num_threads=threads)
+        self.sim = MujocoSim(family, self.num_envs, num_threads=threads, backend=backend)
         self.single_observation_space, self.single_action_space = _spaces(family)
         self.sim.set_tasks([family.default_task()] * self.num_envs)
 

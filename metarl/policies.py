@@ -270,18 +270,24 @@ def rollout_policy(module: nn.Module, params: Mapping[str, torch.Tensor] | None 
     def act(obs: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
         obs = obs.reshape(obs.shape[0], -1)
         n = obs.shape[0]
-        if not per_task:
-            dist = functional_call(module, params, (obs,))
-        else:
-            b = blocks(ctx.task_index)
-            if b is not None:  # one vmap over the tasks of this call
+        b = blocks(ctx.task_index)
+        if b is not None:
+            # One vmap over the tasks of this call, even with shared parameters: BLAS picks
+            # its kernel by row count (MKL rounds <= 8 rows differently), so a task's
+            # actions must not depend on how many other tasks share the call, or sampling
+            # on N Ray actors would not equal local sampling.
+            if per_task:
                 first = int(ctx.task_index[0])
                 sub = {k: v[first:first + b] for k, v in params.items()}
-                grouped = batched_dist(module, sub, obs.view(b, n // b, -1))
-                dist = tuple(d.reshape(n, *d.shape[2:]) for d in grouped)
-            else:  # any layout: each column gathers its task's parameters
-                cols = {k: v[ctx.task_index] for k, v in params.items()}
-                dist = tuple(d.squeeze(1) for d in batched_dist(module, cols, obs.unsqueeze(1)))
+            else:
+                sub = expand_params(params, b)
+            grouped = batched_dist(module, sub, obs.view(b, n // b, -1))
+            dist = tuple(d.reshape(n, *d.shape[2:]) for d in grouped)
+        elif not per_task:
+            dist = functional_call(module, params, (obs,))
+        else:  # any layout: each column gathers its task's parameters
+            cols = {k: v[ctx.task_index] for k, v in params.items()}
+            dist = tuple(d.squeeze(1) for d in batched_dist(module, cols, obs.unsqueeze(1)))
         if deterministic:
             actions = cls.mode(dist)
         else:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+import metarl
 from metarl.agents.classic import (
     BayesOptimalBandit,
     bandit_probs,
@@ -16,8 +18,6 @@ from metarl.agents.classic import (
     tune_greedy_optimism,
     tune_ucb_c,
 )
-
-import metarl
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from metarl.agents.maml import MAMLAgent, MAMLConfig
 
 import metarl
+from metarl.agents.maml import MAMLAgent, MAMLConfig
 from metarl.config import make_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from metarl.agents.maml import MAMLAgent, MAMLConfig
-from metarl.agents.metasgd import MetaSGDAgent, MetaSGDConfig
 
 import metarl
+from metarl.agents.maml import MAMLAgent, MAMLConfig
+from metarl.agents.metasgd import MetaSGDAgent, MetaSGDConfig
 from metarl.config import make_config
 from metarl.errors import ConfigError
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from metarl.agents.maml import (
     TaskBatch,
     adapt,
@@ -16,7 +17,6 @@ from metarl.agents.maml import (
     outer_loss_and_kl,
     trpo_step,
 )
-
 from metarl.policies import GaussianMLPPolicy, batched_dist, flat_params, unflat_params
 
 B, T, E, OBS, ACT = 2, 4, 3, 2, 2

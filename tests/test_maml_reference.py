@@ -19,10 +19,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from metarl.agents.maml import MAMLAgent, MAMLConfig, adapt, inner_losses
 from torch.func import functional_call
 
 import metarl
+from metarl.agents.maml import MAMLAgent, MAMLConfig, adapt, inner_losses
 from metarl.config import make_config
 from metarl.policies import expand_params
 

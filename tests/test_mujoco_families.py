@@ -12,9 +12,9 @@ import mujoco
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from metarl.envs import MUJOCO_FAMILIES
 
 import metarl
+from metarl.envs import MUJOCO_FAMILIES
 from metarl.mujoco_engine import MujocoBatchEngine, assets_dir
 from metarl.rollout import GenericBatchEngine, Sampler, make_engine, random_policy
 
@@ -39,7 +39,7 @@ def test_model_files_load_without_warnings_or_log(tmp_path):
 
 
 @pytest.mark.parametrize("family_id", FAMILY_IDS)
-def test_fast_path_matches_single_env(family_id):
+def test_fast_path_matches_single_env(family_id, mujoco_backend):
     """Same tasks, same reset seeds, same actions: the batched engine and N single envs
     produce identical observations, rewards and terminations at every step."""
     family = metarl.make_family(family_id)
@@ -49,6 +49,7 @@ def test_fast_path_matches_single_env(family_id):
     engine = family.make_batch_engine(n, num_threads=2)
     engine.set_tasks(tasks)
     envs = [family.make_env(t) for t in tasks]
+    assert engine.sim.backend == envs[0]._sim.backend == mujoco_backend
     obs_fast = engine.reset(seeds)
     obs_single = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds, strict=True)])
     np.testing.assert_allclose(obs_fast, obs_single, rtol=1e-12, atol=1e-12)
@@ -73,7 +74,7 @@ def test_fast_path_matches_single_env(family_id):
 
 
 @pytest.mark.parametrize("family_id", ["metarl/HalfCheetahVel-v0", "metarl/AntVel-v0"])
-def test_engine_equals_plain_mj_step_loop_at_any_thread_count(family_id):
+def test_engine_equals_plain_mj_step_loop_at_any_thread_count(family_id, mujoco_backend):
     """The engine's batch is exactly a loop of mj_step(frame_skip) over one MjData per
     sub-env, with 1 or 2 threads; Ant's contact forces are filled inside the step."""
     family = metarl.make_family(family_id)
@@ -101,7 +102,7 @@ def test_engine_equals_plain_mj_step_loop_at_any_thread_count(family_id):
         assert np.abs(runs[0].cfrc_ext).max() > 0  # the feet touch the floor
 
 
-def test_auto_engine_is_fast_and_sampler_agrees_with_generic():
+def test_auto_engine_is_fast_and_sampler_agrees_with_generic(mujoco_backend):
     family = metarl.make_family("metarl/HalfCheetahVel-v0")
     fast = make_engine(family, 4, "auto")
     assert isinstance(fast, MujocoBatchEngine)
@@ -144,7 +145,7 @@ def test_published_variants_are_a_keyword_away():
         assert constants["horizon"] in (100, 200) and constants["frame_skip"] in (4, 5)
 
 
-def test_dynamics_tasks_change_the_model_and_the_trajectory():
+def test_dynamics_tasks_change_the_model_and_the_trajectory(mujoco_backend):
     family = metarl.make_family("metarl/HopperRandParams-v0")
     t1, t2 = family.sample_tasks(2, rng=3)
     default = family.default_task()
@@ -176,7 +177,7 @@ def test_dynamics_tasks_change_the_model_and_the_trajectory():
     engine.close()
 
 
-def test_bad_actions_are_sanitized():
+def test_bad_actions_are_sanitized(mujoco_backend):
     family = metarl.make_family("metarl/HalfCheetahDir-v0")
     engine = family.make_batch_engine(3, num_threads=1)
     engine.set_tasks(family.sample_tasks(3, rng=0))
@@ -194,7 +195,7 @@ def test_bad_actions_are_sanitized():
 
 
 @pytest.mark.parametrize("family_id", ["metarl/HalfCheetahVel-v0", "metarl/AntDir-v0"])
-def test_instability_warns_resets_and_flags(family_id, tmp_path, monkeypatch):
+def test_instability_warns_resets_and_flags(family_id, mujoco_backend, tmp_path, monkeypatch):
     """A diverging sub-env is reset and flagged; the rest of the batch is untouched; no
     MUJOCO_LOG.TXT is written."""
     monkeypatch.chdir(tmp_path)
@@ -225,7 +226,7 @@ def test_instability_warns_resets_and_flags(family_id, tmp_path, monkeypatch):
     engine.close()
 
 
-def test_single_env_flags_instability(tmp_path, monkeypatch):
+def test_single_env_flags_instability(mujoco_backend, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     env = gym.make("metarl/Walker2dRandParams-v0").unwrapped
     env.reset(seed=0)
@@ -237,7 +238,7 @@ def test_single_env_flags_instability(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("family_id", ["metarl/HalfCheetahDir-v0", "metarl/AntDir-v0"])
-def test_action_scale_maps_the_policy_range_onto_the_actuators(family_id):
+def test_action_scale_maps_the_policy_range_onto_the_actuators(family_id, mujoco_backend):
     """``action_scale=10`` (pytorch-maml-rl's ``normalization_scale``): the policy acts in
     [-10, 10], clipped there, and the env then behaves exactly as the unscaled family
     does under action / 10; the batched engine agrees with the single env."""

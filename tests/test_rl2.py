@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+import metarl
 from metarl.agents.rl2 import (
     RL2,
     RL2Config,
@@ -15,8 +17,6 @@ from metarl.agents.rl2 import (
     time_left,
     trial_inputs,
 )
-
-import metarl
 from metarl.config import make_config
 from metarl.errors import ConfigError
 from metarl.rollout import Sampler

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from metarl.agents.rl2 import RL2, RL2Config
 
 import metarl
+from metarl.agents.rl2 import RL2, RL2Config
 from metarl.config import make_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

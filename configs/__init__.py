@@ -1,0 +1,1 @@
+"""metarl's YAML presets (installed as ``metarl.configs``, so a wheel has them too)."""
