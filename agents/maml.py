@@ -98,6 +98,7 @@ class MAMLConfig(RunConfig):
     eval_chunk: int = 40
 
     def validate(self) -> None:
+        super().validate()
         checks = {
             "meta_batch_size": self.meta_batch_size >= 1, "episodes_per_task": self.episodes_per_task >= 1,
             "num_inner_steps": self.num_inner_steps >= 0, "max_kl": self.max_kl > 0,

@@ -39,13 +39,14 @@ import torch.nn as nn
 from torch.distributions import Categorical, Distribution, Normal
 
 from metarl.advantages import gae
+from metarl.atomic import atomic_write_bytes
 from metarl.config import RunConfig, config_to_dict, make_config
 from metarl.distributed import make_sampler
 from metarl.errors import CheckpointError, ConfigError
 from metarl.evaluation import AdaptationResult
 from metarl.family import TaskFamily
 from metarl.rollout import EpisodeBatch, Policy, StepContext
-from metarl.runs import MetaAgent, atomic_write_bytes, register_agent
+from metarl.runs import MetaAgent, register_agent
 from metarl.task import Task
 
 # --------------------------------------------------------------------------------------
@@ -114,6 +115,7 @@ class RL2Config(RunConfig):
     init_log_std: float = -0.5
 
     def validate(self) -> None:
+        super().validate()
         if self.episodes_per_trial < 1 or self.trials_per_iter < 1 or self.hidden_size < 1:
             raise ConfigError("episodes_per_trial, trials_per_iter and hidden_size must be >= 1")
         if self.head_hidden < 0:
@@ -735,6 +737,9 @@ class RL2(MetaAgent):
                 "history": self.history}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("family") != self.family.id:
+            raise CheckpointError(f"this RL² checkpoint was trained on {state.get('family')!r}, "
+                                  f"not on {self.family.id!r}: load it with that family")
         try:
             self.train_policy.load_state_dict(state["policy"])
             self.optimizer.load_state_dict(state["optimizer"])

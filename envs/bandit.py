@@ -18,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from metarl.errors import ConfigError, FamilyArgumentError
 from metarl.family import MetaEnv, TaskLike
 from metarl.spaces import Uniform
 from metarl.table_engine import ArrayFamily, check_actions
@@ -32,10 +33,10 @@ class Bandit(ArrayFamily):
 
     def __init__(self, arms: int = 5, pulls: int = 10, **kwargs: Any) -> None:
         if "horizon" in kwargs and kwargs["horizon"] is not None:
-            raise TypeError("Bandit: set the number of pulls with pulls=, not horizon=")
+            raise FamilyArgumentError("Bandit: set the number of pulls with pulls=, not horizon=")
         super().__init__(**kwargs)
         if int(arms) < 2 or int(pulls) < 1:
-            raise ValueError("Bandit needs arms >= 2 and pulls >= 1")
+            raise ConfigError("Bandit needs arms >= 2 and pulls >= 1")
         self.arms, self.pulls = int(arms), int(pulls)
         self.horizon = self.pulls
         self.task_space = {"probs": Uniform(0.0, 1.0, shape=(self.arms,))}

@@ -60,6 +60,7 @@ from typing import Any
 
 import numpy as np
 
+from metarl.errors import ConfigError
 from metarl.mujoco_engine import MujocoFamily, SimBatch
 from metarl.spaces import Choice, Uniform, UniformDisk
 
@@ -272,7 +273,7 @@ class AntGoal(AntBase):
         super().__init__(ctrl_cost_weight=ctrl_cost_weight, survive_bonus=survive_bonus,
                          terminate_when_unhealthy=terminate_when_unhealthy, **kwargs)
         if goal_region not in ("disk", "square"):
-            raise ValueError(f"goal_region must be 'disk' or 'square', got {goal_region!r}")
+            raise ConfigError(f"goal_region must be 'disk' or 'square', got {goal_region!r}")
         self.goal_radius, self.goal_region = float(goal_radius), goal_region
         self.goal_bonus = float(goal_bonus)
         self.task_space = {"goal": UniformDisk(self.goal_radius) if goal_region == "disk"

@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from metarl.errors import ConfigError
 from metarl.mujoco_engine import DynamicsFamily, SimBatch
 from metarl.spaces import LogUniform
 
@@ -64,7 +65,7 @@ class RandParamsBase(DynamicsFamily):
         super().__init__(**kwargs)
         unknown = set(rand_params) - set(RAND_PARAMS)
         if unknown:
-            raise ValueError(f"unknown rand_params {sorted(unknown)}; choose from "
+            raise ConfigError(f"unknown rand_params {sorted(unknown)}; choose from "
                              f"{sorted(RAND_PARAMS)}")
         self.log_scale_limit = float(log_scale_limit)
         self.rand_params = tuple(p for p in RAND_PARAMS if p in rand_params)

@@ -18,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from metarl.errors import ConfigError
 from metarl.family import MetaEnv, TaskLike
 from metarl.spaces import Dirichlet, Normal
 from metarl.table_engine import ArrayFamily, check_actions
@@ -35,7 +36,7 @@ class TabularMDP(ArrayFamily):
         super().__init__(**kwargs)
         self.n_states, self.n_actions = int(n_states), int(n_actions)
         if self.n_states < 2 or self.n_actions < 2:
-            raise ValueError("TabularMDP needs at least 2 states and 2 actions")
+            raise ConfigError("TabularMDP needs at least 2 states and 2 actions")
         self.task_space = {
             "transitions": Dirichlet(1.0, self.n_states, batch_shape=(self.n_states, self.n_actions)),
             "reward_means": Normal(1.0, 1.0, shape=(self.n_states, self.n_actions)),

@@ -33,6 +33,26 @@ def _family_parent() -> argparse.ArgumentParser:
     return parent
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    return _bounded_int(text, 1)
+
+
+def nonnegative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    return _bounded_int(text, 0)
+
+
+def _bounded_int(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+    return value
+
+
 def _cmd_families(args: argparse.Namespace) -> int:
     rows = []
     for fid in family_ids():
@@ -122,9 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("family", help="family id, e.g. metarl/PointNav2D-v0 (the metarl/ prefix "
                                    "may be left out)")
     p.add_argument("--seed", type=int, default=0, help="seed for the split and samples (default 0)")
-    p.add_argument("--samples", type=int, default=3, help="tasks to sample (default 3)")
-    p.add_argument("--train", type=int, default=40, help="train tasks in the split (default 40)")
-    p.add_argument("--test", type=int, default=40, help="test tasks in the split (default 40)")
+    p.add_argument("--samples", type=positive_int, default=3, help="tasks to sample (default 3)")
+    p.add_argument("--train", type=positive_int, default=40,
+                   help="train tasks in the split (default 40)")
+    p.add_argument("--test", type=positive_int, default=40,
+                   help="test tasks in the split (default 40)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_show)
 
@@ -134,13 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_commands(sub: Any, parent: argparse.ArgumentParser) -> None:
-    """Training, evaluation and plotting live in metarl.commands."""
-    try:
-        import metarl.commands as commands
-    except ModuleNotFoundError as exc:  # only while the module is absent from a partial checkout
-        if exc.name != "metarl.commands":
-            raise
-        return
+    """Training, evaluation and plotting live in metarl.commands (it imports this module)."""
+    import metarl.commands as commands
+
     commands.add_commands(sub, parent)
 
 
@@ -153,7 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import_family_modules(getattr(args, "imports", []))
         return int(args.func(args) or 0)
-    except (MetaRLError, FileNotFoundError, ModuleNotFoundError, ValueError, TypeError) as exc:
+    except (MetaRLError, FileNotFoundError) as exc:
+        # Bad input (metarl's own errors, a missing file): one line that says what to do.
+        # Anything else is a bug and keeps its traceback.
         print(f"metarl: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

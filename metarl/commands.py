@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from metarl.cli import nonnegative_int, positive_int
 from metarl.config import CONFIG_DIR, list_presets, parse_overrides
 from metarl.errors import ConfigError
 from metarl.registry import resolve_id
@@ -38,19 +39,26 @@ def _preset_for_family(agent: str, family_id: str) -> str | None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from metarl.runs import create_run, get_agent, open_run, train_run
+    from metarl.runs import create_run, get_agent, open_run, set_execution, train_run
 
     if args.resume:
+        # What the run computes is fixed by its saved config; how it executes may change.
         given = [flag for flag, value in (("--config", args.config), ("--family", args.family),
-                                          ("--seed", args.seed), ("--device", args.device),
-                                          ("--out", args.out), ("--set", args.overrides))
-                 if value]
+                                          ("--seed", args.seed), ("--out", args.out),
+                                          ("--set", args.overrides or None))
+                 if value is not None]
         if given:
-            raise ConfigError(f"--resume continues a run with its saved config; drop {', '.join(given)}")
+            raise ConfigError(f"--resume continues a run with its saved config; drop "
+                              f"{', '.join(given)}, or start a new run with them")
         run = open_run(args.resume)
         if args.agent and args.agent != run.spec.name:
             raise ConfigError(f"{args.resume} is a {run.spec.name!r} run, not {args.agent!r}")
-        print(f"resuming {run.path} ({run.spec.name} on {run.config.family})")
+        execution = {key: getattr(args, key) for key in ("workers", "ray_address", "device")
+                     if getattr(args, key) is not None}
+        if execution:
+            run = set_execution(run, execution)
+        print(f"resuming {run.path} ({run.spec.name} on {run.config.family}"
+              + "".join(f", {k}={v}" for k, v in execution.items()) + ")")
         train_run(run, resume=True, progress=not args.no_progress)
     else:
         if not args.agent:
@@ -70,7 +78,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             if getattr(args, key) is not None:
                 overrides[key] = getattr(args, key)
         run = create_run(spec.name, preset=preset or None, overrides=overrides, out=args.out,
-                         use_default_preset=preset != "")
+                         use_default_preset=preset != "", imports=args.imports)
         print(f"run folder: {run.path}  ({spec.name} on {run.config.family}"
               + (f", preset {Path(run.meta['preset']).stem}" if run.meta.get("preset") else "") + ")")
         if run.meta.get("source"):
@@ -129,7 +137,7 @@ def add_commands(sub: Any, parents: argparse.ArgumentParser | Sequence[argparse.
                    help="override a config key (repeatable); an unknown key lists the known ones")
     p.add_argument("--seed", type=int, help="run seed (default: the preset's, 0)")
     p.add_argument("--device", help="device for network updates, e.g. cpu or cuda")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="sample on N Ray actors on this machine (needs the ray extra); "
                         "default: sample in this process")
     p.add_argument("--ray-address", dest="ray_address", default=None,
@@ -146,9 +154,11 @@ def add_commands(sub: Any, parents: argparse.ArgumentParser | Sequence[argparse.
                     "tasks) after 0..K adaptation steps, for the trained agent and for a randomly "
                     "initialized one. Writes eval/curve.csv, eval/curve.json and eval/curve.png.")
     p.add_argument("run", help="run folder")
-    p.add_argument("--steps", type=int, help="largest budget K (default: the run's eval_steps)")
-    p.add_argument("--tasks", type=int, help="number of test tasks (default: all of the run's)")
-    p.add_argument("--episodes", type=int,
+    p.add_argument("--steps", type=nonnegative_int,
+                   help="largest budget K (default: the run's eval_steps)")
+    p.add_argument("--tasks", type=positive_int,
+                   help="number of test tasks (default: all of the run's)")
+    p.add_argument("--episodes", type=positive_int,
                    help="episodes per task per budget (default: the run's eval_episodes)")
     p.add_argument("--seed", type=int, default=12345, help="evaluation seed (default 12345)")
     p.add_argument("--no-random", action="store_true", help="skip the random-init curve")

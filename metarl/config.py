@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 import metarl.configs
+from metarl.atomic import atomic_write_bytes
 from metarl.errors import ConfigError
 
 #: Where the presets live: the ``metarl.configs`` package, which is ``configs/`` at the
@@ -83,11 +84,26 @@ class RunConfig:
     #: episodes per task at each budget during evaluation.
     eval_episodes: int = 20
 
+    def validate(self) -> None:
+        """Checks every agent's config passes; agents extend it (calling super)."""
+        checks = {
+            "num_iterations >= 0": self.num_iterations >= 0,
+            "num_train_tasks >= 0": self.num_train_tasks >= 0,  # 0: fresh tasks per iteration
+            "num_test_tasks >= 1": self.num_test_tasks >= 1,
+            "workers >= 0": self.workers >= 0, "torch_threads >= 0": self.torch_threads >= 0,
+            "checkpoint_every >= 1": self.checkpoint_every >= 1,
+            "eval_steps >= 0": self.eval_steps >= 0, "eval_episodes >= 1": self.eval_episodes >= 1,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(f"invalid config values: {', '.join(bad)} must hold")
+
 
 #: Keys that choose how a run executes, not what it computes: sampling on Ray or locally
-#: gives the same batches, and so do the generic and fast engines. A checkpoint stays
-#: valid when only these differ (resume with more workers, say).
-EXECUTION_KEYS = frozenset({"workers", "ray_address", "engine", "torch_threads"})
+#: gives the same batches, and so do the generic and fast engines; another device computes
+#: the same updates up to floating-point rounding. A checkpoint stays valid when only
+#: these differ (resume with more workers, or on a GPU, say).
+EXECUTION_KEYS = frozenset({"workers", "ray_address", "engine", "torch_threads", "device"})
 
 
 def config_differences(stored: Mapping[str, Any], config: Any) -> list[str]:
@@ -322,10 +338,11 @@ def resolve_config(
 
 
 def save_config(path: str | Path, cfg: Any, extra: Mapping[str, Any] | None = None) -> None:
-    """Write the resolved config (plus e.g. agent name and preset source) as YAML."""
+    """Write the resolved config (plus e.g. agent name and preset source) as YAML,
+    atomically."""
     doc = dict(extra or {})
     doc["config"] = config_to_dict(cfg)
-    Path(path).write_text(yaml.safe_dump(doc, sort_keys=False))
+    atomic_write_bytes(path, yaml.safe_dump(doc, sort_keys=False).encode())
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

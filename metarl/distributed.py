@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from metarl.errors import MetaRLError
+from metarl.errors import ConfigError, MetaRLError
 from metarl.family import TaskFamily
 from metarl.registry import import_family_modules, make_family
 from metarl.rollout import EpisodeBatch, Policy, Sampler
@@ -109,7 +109,7 @@ class RaySampler:
                  engine: str = "auto", threads_per_worker: int = 1, max_retries: int = 3,
                  ready_timeout_s: float = 120.0) -> None:
         if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
+            raise ConfigError(f"workers must be >= 1, got {workers}")
         self.ray = _require_ray()
         self.family = family
         self.workers = int(workers)

@@ -24,3 +24,12 @@ class ConfigError(MetaRLError, ValueError):
 
 class CheckpointError(MetaRLError, RuntimeError):
     """A checkpoint that cannot be read, or that belongs to another run."""
+
+
+class FamilyArgumentError(ConfigError, TypeError):
+    """Keyword arguments a family does not take (``make_family(id, **kwargs)``)."""
+
+
+class UserModuleError(MetaRLError, ImportError):
+    """An ``--import`` module that cannot be found (not an error inside the module:
+    that one keeps its own traceback)."""

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from metarl.errors import ConfigError
+
 # Two-sided 95% Student-t quantiles for df = 1..30 (beyond that, the normal 1.96 is
 # within 2%); keeps scipy out of the dependencies.
 _T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
@@ -148,7 +150,7 @@ def evaluate_run(run_dir: str | Path, budget: int | None = None, num_tasks: int 
     episodes = int(cfg.eval_episodes if episodes is None else episodes)
     tasks = run.test_tasks if num_tasks is None else run.test_tasks[:int(num_tasks)]
     if not tasks:
-        raise ValueError(f"{run.path}: no test tasks to evaluate on")
+        raise ConfigError(f"{run.path}: no test tasks to evaluate on")
     agent, iteration = run.load_agent()
     t0 = time.perf_counter()
     try:

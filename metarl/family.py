@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from metarl.errors import TaskError
+from metarl.errors import ConfigError, TaskError
 from metarl.spaces import ParamSpace
 from metarl.task import Task
 
@@ -85,7 +85,7 @@ class TaskFamily(ABC):
         self.id = family_id or type(self).family_id or type(self).__name__
         if horizon is not None:
             if int(horizon) < 1:
-                raise ValueError(f"horizon must be >= 1, got {horizon}")
+                raise ConfigError(f"horizon must be >= 1, got {horizon}")
             self.horizon = int(horizon)
         self.task_space = dict(self.task_space)
         self._validated: set[Task] = set()

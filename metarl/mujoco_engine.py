@@ -52,6 +52,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from metarl.errors import ConfigError
 from metarl.family import MetaEnv, TaskFamily, TaskLike
 from metarl.mujoco_backend import BatchBackend, ThreadBackend, default_backend, make_backend
 from metarl.task import Task
@@ -172,7 +173,7 @@ class MujocoFamily(TaskFamily):
         if action_scale is not None:
             scale = float(action_scale)
             if not (math.isfinite(scale) and scale > 0):
-                raise ValueError(f"{self.id}: action_scale must be a positive number, got "
+                raise ConfigError(f"{self.id}: action_scale must be a positive number, got "
                                  f"{action_scale!r}")
             self.action_scale = scale
             self.action_low, self.action_high = np.full_like(ctrl_low, -scale), \

@@ -11,6 +11,7 @@ each entry point names a :class:`TaskFamily` subclass (registered under its
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -22,7 +23,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from metarl.errors import UnknownFamilyError
+from metarl.errors import FamilyArgumentError, UnknownFamilyError, UserModuleError
 from metarl.family import MetaEnv, TaskFamily, TaskLike
 
 ENTRY_POINT_GROUP = "metarl.families"
@@ -43,7 +44,12 @@ class FamilySpec:
         try:
             return self.family_cls(family_id=self.id, **kwargs)
         except TypeError as exc:
-            raise TypeError(f"{self.id}: bad family keyword arguments {sorted(kwargs)}: {exc}") from None
+            # Only a call that does not fit the signature is the caller's error; any other
+            # TypeError is a bug in the family and keeps its traceback.
+            if "argument" not in str(exc):
+                raise
+            raise FamilyArgumentError(f"{self.id}: bad family keyword arguments {sorted(kwargs)}: "
+                                      f"{exc}") from None
 
 
 _REGISTRY: dict[str, FamilySpec] = {}
@@ -132,23 +138,34 @@ def load_plugins(force: bool = False) -> None:
 
 
 def import_family_modules(modules: list[str] | None) -> None:
-    """Import user modules (``pkg.mod`` or a path to a ``.py`` file) that register families."""
+    """Import user modules (``pkg.mod`` or a path to a ``.py`` file) that register families.
+    A file is imported once per process (a second import would register its families
+    twice)."""
     for module in modules or []:
         path = Path(module)
         if module.endswith(".py"):
             if not path.is_file():
-                raise FileNotFoundError(f"--import {module}: no such file")
-            mod_name = f"_metarl_user_{path.stem}"
+                raise UserModuleError(f"--import {module}: no such file")
+            digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
+            mod_name = f"_metarl_user_{path.stem}_{digest}"
+            if mod_name in sys.modules:
+                continue
             spec = importlib.util.spec_from_file_location(mod_name, path)
             assert spec is not None and spec.loader is not None
             mod = importlib.util.module_from_spec(spec)
             sys.modules[mod_name] = mod
-            spec.loader.exec_module(mod)
+            try:
+                spec.loader.exec_module(mod)
+            except BaseException:
+                del sys.modules[mod_name]  # a fixed file may be imported again
+                raise
         else:
             try:
                 importlib.import_module(module)
             except ModuleNotFoundError as exc:
-                raise ModuleNotFoundError(
+                if exc.name is None or not module.startswith(exc.name):
+                    raise  # the module exists, but something it imports does not
+                raise UserModuleError(
                     f"--import {module}: {exc}. Pass an importable module name or a path to a .py file"
                 ) from None
 

@@ -25,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from metarl.errors import ConfigError
 from metarl.family import MetaEnv, TaskFamily
 from metarl.task import Task
 
@@ -222,10 +223,10 @@ def _task_streams(seed: int, task_offset: int, n_tasks: int, per_task: int, epis
 def make_engine(family: TaskFamily, num_envs: int, engine: str = "auto") -> BatchEngine:
     """``"auto"``: the family's fast engine when it has one, else the generic one."""
     if engine not in ("auto", "generic", "fast"):
-        raise ValueError(f"engine must be 'auto', 'generic' or 'fast', got {engine!r}")
+        raise ConfigError(f"engine must be 'auto', 'generic' or 'fast', got {engine!r}")
     fast = getattr(family, "make_batch_engine", None)
     if engine == "fast" and fast is None:
-        raise ValueError(f"{family.id} has no fast engine; use engine='generic'")
+        raise ConfigError(f"{family.id} has no fast engine; use engine='generic'")
     if engine in ("auto", "fast") and fast is not None:
         return fast(num_envs)
     return GenericBatchEngine(family, num_envs)

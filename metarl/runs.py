@@ -3,7 +3,9 @@ and the training loop every agent shares (``metarl train``).
 
 A run is a folder::
 
-    config.yaml        resolved config + agent name + preset and its source
+    config.yaml        resolved config + agent name + preset and its source + the
+                       ``--import`` modules the run's family (or agent) needs
+    imports/           a copy of each imported .py file
     tasks_train.json   the exact train task pool
     tasks_test.json    the held-out test tasks
     metrics.csv        one row per iteration (TensorBoard events in tb/)
@@ -11,7 +13,8 @@ A run is a folder::
     eval/              adaptation curve (CSV, JSON, PNG) from ``metarl evaluate``
 
 Resuming (``metarl train --resume DIR``) reloads the config and the checkpoint and
-continues at the next iteration. Agents derive every iteration's randomness from
+continues at the next iteration (from iteration 0 if the run stopped before its first
+checkpoint). Agents derive every iteration's randomness from
 ``(seed, iteration)`` and the checkpoint also restores the global RNG states, so on the
 CPU a resumed run ends with exactly the parameters of an uninterrupted one.
 """
@@ -19,14 +22,15 @@ CPU a resumed run ends with exactly the parameters of an uninterrupted one.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as _dt
 import difflib
 import importlib
 import io
 import json
-import os
 import random
 import re
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,23 +40,27 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from metarl.atomic import atomic_write_bytes
 from metarl.config import (
+    EXECUTION_KEYS,
     RunConfig,
     config_differences,
     config_to_dict,
     make_config,
     read_config_file,
+    replace_config,
     resolve_config,
     save_config,
 )
 from metarl.errors import CheckpointError, ConfigError, MetaRLError
 from metarl.family import TaskFamily
-from metarl.registry import make_family
+from metarl.registry import import_family_modules, make_family
 from metarl.task import Task, load_tasks, save_tasks
 
 CHECKPOINT_FORMAT = 1
 CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE = "config.yaml", "checkpoint.pt", "metrics.csv"
 TRAIN_TASKS_FILE, TEST_TASKS_FILE = "tasks_train.json", "tasks_test.json"
+IMPORTS_DIR = "imports"
 
 
 class UnknownAgentError(MetaRLError, KeyError):
@@ -158,17 +166,6 @@ def get_agent(name: str) -> AgentSpec:
 # ---------------------------------------------------------------------------------------
 # Files: atomic writes, checkpoints, metrics
 # ---------------------------------------------------------------------------------------
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def rng_state() -> dict[str, Any]:
     """Global RNG states (torch, numpy legacy, Python); agents should not rely on them,
     but code they call might."""
@@ -234,10 +231,7 @@ class MetricsLogger:
         self.rows: list[dict[str, Any]] = []
         self.fields: list[str] = ["iteration"]
         if self.path.exists():
-            with open(self.path, newline="") as fh:
-                reader = csv.DictReader(fh)
-                self.fields = list(reader.fieldnames or ["iteration"])
-                self.rows = [r for r in reader if int(r["iteration"]) < start_iteration]
+            self.fields, self.rows = _read_rows_before(self.path, start_iteration)
             self._rewrite()
         self.writer = None
         if tensorboard:
@@ -271,6 +265,39 @@ class MetricsLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _read_rows_before(path: Path, start: int) -> tuple[list[str], list[dict[str, Any]]]:
+    """The header and the rows of iterations ``0 .. start - 1`` of a metrics CSV, checked
+    complete. Rows past ``start`` (the last one possibly cut off by a kill) are dropped;
+    a file that lacks, or has a damaged row for, an iteration the checkpoint has
+    completed is an error, raised before anything is written."""
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields = list(reader.fieldnames or [])
+        found = list(reader)
+    if found and (None in found[-1].values() or None in found[-1]):
+        found.pop()  # a row cut off by a kill: rows are written before their checkpoint
+    rows: list[dict[str, Any]] = []
+    for row in found:
+        try:
+            it = int(row.get("iteration") or "")
+        except ValueError:
+            it = None
+        if it is not None and it >= start:
+            break
+        if it != len(rows) or None in row.values() or None in row:
+            raise CheckpointError(
+                f"{path} is damaged at iteration {len(rows)} (of the {start} the checkpoint "
+                "completed); nothing was changed. Restore the file, or delete it to resume "
+                "without the earlier metrics")
+        rows.append(row)
+    if "iteration" not in fields or len(rows) < start:
+        raise CheckpointError(
+            f"{path} is truncated: it has {len(rows)} of the {start} iterations the checkpoint "
+            "completed; nothing was changed. Restore the file, or delete it to resume without "
+            "the earlier metrics")
+    return fields, rows
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
@@ -307,6 +334,10 @@ class Run:
 
     def load_agent(self) -> tuple[MetaAgent, int]:
         """The agent restored from the checkpoint, and the last completed iteration."""
+        agent, payload = self._restore()
+        return agent, int(payload["iteration"])
+
+    def _restore(self) -> tuple[MetaAgent, dict[str, Any]]:
         payload = load_checkpoint(self.path / CHECKPOINT_FILE, self.spec.name, self.config)
         agent = self.make_agent()
         try:
@@ -316,7 +347,7 @@ class Run:
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{self.path / CHECKPOINT_FILE} does not fit this agent "
                                   f"({exc}); nothing was changed") from None
-        return agent, int(payload["iteration"])
+        return agent, payload
 
 
 def check_device(device: str) -> None:
@@ -344,14 +375,19 @@ def default_run_dir(agent: str, config: RunConfig, root: str | Path = "runs") ->
 
 
 def create_run(agent: str, preset: str | None = None, overrides: Mapping[str, Any] | None = None,
-               out: str | Path | None = None, use_default_preset: bool = True) -> Run:
+               out: str | Path | None = None, use_default_preset: bool = True,
+               imports: Sequence[str] = ()) -> Run:
     """Resolve the config, make the folder and write the config and task lists.
 
     ``preset=None`` means the agent's default preset (``use_default_preset=False``: the
-    config dataclass defaults). Everything is validated (agent, preset, keys, family,
-    task split) before anything is written; an existing non-empty ``out`` folder is
-    never overwritten.
+    config dataclass defaults). ``imports``: the ``--import`` modules (names or ``.py``
+    paths) that register the run's family or agent; the run records them (and copies
+    the files into ``imports/``), so that resume and evaluate import them again by
+    themselves. Everything is validated (agent, preset, keys, family, task split)
+    before anything is written; an existing non-empty ``out`` folder is never
+    overwritten.
     """
+    import_family_modules(list(imports))
     spec = get_agent(agent)
     if preset is None and use_default_preset:
         preset = spec.default_preset
@@ -368,11 +404,42 @@ def create_run(agent: str, preset: str | None = None, overrides: Mapping[str, An
     meta = {"agent": agent, "preset": str(loaded.path) if loaded else None,
             "source": loaded.source if loaded else "", "family_id": family.id,
             "family_constants": _jsonable(family.constants()),
+            "imports": _record_imports(path, imports),
             "created": _dt.datetime.now().isoformat(timespec="seconds")}
     save_config(path / CONFIG_FILE, config, meta)
     save_tasks(str(path / TRAIN_TASKS_FILE), list(split.train))
     save_tasks(str(path / TEST_TASKS_FILE), list(split.test))
     return Run(path, spec, config, list(split.train), list(split.test), meta)
+
+
+def _record_imports(path: Path, imports: Sequence[str]) -> list[str]:
+    """What :func:`open_run` needs to import the modules again: module names as given,
+    ``.py`` files by absolute path, with a copy in ``path/imports/``."""
+    recorded = []
+    for module in imports:
+        if module.endswith(".py"):
+            source = Path(module).resolve()
+            (path / IMPORTS_DIR).mkdir(exist_ok=True)
+            shutil.copy2(source, path / IMPORTS_DIR / source.name)
+            recorded.append(str(source))
+        else:
+            recorded.append(module)
+    return recorded
+
+
+def _import_recorded(path: Path, recorded: Sequence[str]) -> None:
+    """Import a run's recorded modules: each ``.py`` file from where it was, or from the
+    run's copy when the original has gone."""
+    modules = []
+    for module in recorded:
+        if module.endswith(".py") and not Path(module).is_file():
+            copy = path / IMPORTS_DIR / Path(module).name
+            if not copy.is_file():
+                raise CheckpointError(f"{path}: the run needs --import {module}, which is gone, "
+                                      f"and so is its copy {copy}")
+            module = str(copy)
+        modules.append(module)
+    import_family_modules(modules)
 
 
 def _jsonable(x: Any) -> Any:
@@ -385,6 +452,7 @@ def open_run(path: str | Path) -> Run:
     if not (path / CONFIG_FILE).is_file():
         raise CheckpointError(f"{path} is not a metarl run folder (no {CONFIG_FILE})")
     data = read_config_file(path / CONFIG_FILE)
+    _import_recorded(path, data.get("imports") or [])
     spec = get_agent(str(data.get("agent")))
     config = make_config(spec.config_cls, data["config"], f" in {path / CONFIG_FILE}")
     try:
@@ -396,6 +464,20 @@ def open_run(path: str | Path) -> Run:
     return Run(path, spec, config, train, test, meta)
 
 
+def set_execution(run: Run, values: Mapping[str, Any]) -> Run:
+    """``run`` with execution keys changed (``workers``, ``ray_address``, ``device``, ...:
+    how it runs, not what it computes), written to its ``config.yaml``; the checkpoint
+    stays valid. Any other key is refused: it would make the resumed run another run."""
+    other = sorted(set(values) - EXECUTION_KEYS)
+    if other:
+        raise ConfigError(f"{run.path}: {', '.join(other)} cannot change on resume (only "
+                          f"{', '.join(sorted(EXECUTION_KEYS))} can); start a new run")
+    config = replace_config(run.config, values, " (resume)")
+    check_device(config.device)
+    save_config(run.path / CONFIG_FILE, config, run.meta)
+    return dataclasses.replace(run, config=config)
+
+
 # ---------------------------------------------------------------------------------------
 # The training loop
 # ---------------------------------------------------------------------------------------
@@ -403,16 +485,16 @@ def train_run(run: Run, resume: bool = False, progress: bool = True,
               on_iteration: Callable[[int, dict[str, float]], None] | None = None,
               stop_after: int | None = None) -> MetaAgent:
     """Train ``run``'s agent to ``config.num_iterations`` (continuing from the checkpoint
-    when ``resume``). ``stop_after`` stops after that many iterations of this call
-    (tests use it to simulate an interruption). Returns the trained agent."""
+    when ``resume``; a run stopped before its first checkpoint starts again at iteration 0).
+    ``stop_after`` stops after that many iterations of this call (tests use it to simulate
+    an interruption). Returns the trained agent."""
     cfg = run.config
     check_device(cfg.device)
     apply_threads(cfg)
-    if resume:
-        agent, last = run.load_agent()   # validates before anything is written
-        payload = load_checkpoint(run.path / CHECKPOINT_FILE)
+    if resume and (run.path / CHECKPOINT_FILE).exists():
+        agent, payload = run._restore()   # validates before anything is written
         set_rng_state(payload["rng"])
-        start = last + 1
+        start = int(payload["iteration"]) + 1
     else:
         agent, start = run.make_agent(), 0
         torch.manual_seed(cfg.seed)
@@ -449,4 +531,4 @@ def train_run(run: Run, resume: bool = False, progress: bool = True,
 __all__ = ["AgentSpec", "MetaAgent", "MetricsLogger", "Run", "UnknownAgentError",
            "agent_names", "atomic_write_bytes", "create_run", "default_run_dir", "get_agent",
            "load_checkpoint", "open_run", "read_metrics", "register_agent", "save_checkpoint",
-           "train_run"]
+           "set_execution", "train_run"]
