@@ -53,7 +53,15 @@ class FamilySpec:
 
 
 _REGISTRY: dict[str, FamilySpec] = {}
+#: id prefix -> why those families are not registered here and how to get them.
+_UNAVAILABLE: dict[str, str] = {}
 _plugins_loaded = False
+
+
+def register_unavailable(prefix: str, why: str) -> None:
+    """Families under ``prefix`` need something not installed (``metarl families``
+    skips them); naming one raises :class:`UnknownFamilyError` with ``why``."""
+    _UNAVAILABLE[prefix] = why
 
 
 def _resolve_class(family: type[TaskFamily] | str) -> type[TaskFamily]:
@@ -189,6 +197,9 @@ def resolve_id(family_id: str) -> str:
                         if kns == ns and kname == name and v is not None]
             if versions:
                 return gym.envs.registration.get_env_id(ns, name, max(versions))
+    for prefix, why in _UNAVAILABLE.items():
+        if family_id.startswith(prefix) or f"metarl/{family_id}".startswith(prefix):
+            raise UnknownFamilyError(f"{family_id} is not available here: {why}")
     known = sorted(_REGISTRY)
     close = difflib.get_close_matches(family_id, known, n=5, cutoff=0.3)
     close += [k for k in difflib.get_close_matches(f"metarl/{family_id}", known, n=5, cutoff=0.5)

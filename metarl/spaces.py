@@ -116,6 +116,37 @@ class LogUniform(ParamSpace):
         return f"LogU[{_fmt(self.low)}, {_fmt(self.high)}]{dims}"
 
 
+class Names(ParamSpace):
+    """One of a finite set of names (strings), drawn uniformly: e.g. a benchmark's task
+    classes."""
+
+    def __init__(self, values: Sequence[str]) -> None:
+        if len(values) == 0:
+            raise ValueError("Names needs at least one value")
+        self.values = [str(v) for v in values]
+        self.shape = ()
+
+    def sample(self, rng: np.random.Generator) -> str:
+        return self.values[int(rng.integers(len(self.values)))]
+
+    def normalize(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a name (string), got {value!r}")
+        return value
+
+    def contains(self, value: Any) -> bool:
+        return value in self.values
+
+    @property
+    def support(self) -> list[str]:
+        return list(self.values)
+
+    def describe(self) -> str:
+        shown = ", ".join(self.values[:6]) + (f", … ({len(self.values)} in all)"
+                                             if len(self.values) > 6 else "")
+        return f"{{{shown}}}"
+
+
 class Choice(ParamSpace):
     """One of a finite set of scalar values, with optional probabilities."""
 

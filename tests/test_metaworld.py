@@ -1,0 +1,142 @@
+"""Meta-World families: the env is Meta-World's, tasks round-trip, the split is Meta-World's
+and never trains on a test class. Skipped without the ``metaworld`` package (CI runs them
+in the ``[metaworld]`` venv); without it, naming a family says how to install it."""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import metarl
+from metarl.errors import TaskError, UnknownFamilyError
+from metarl.task import Task
+
+HAVE_METAWORLD = importlib.util.find_spec("metaworld") is not None
+needs_metaworld = pytest.mark.skipif(not HAVE_METAWORLD, reason="metaworld is not installed")
+
+
+@pytest.mark.skipif(HAVE_METAWORLD, reason="metaworld is installed")
+def test_without_metaworld_the_families_say_how_to_get_them():
+    assert not any("MetaWorld" in fid for fid in metarl.registry.family_ids())
+    with pytest.raises(UnknownFamilyError, match=r"pip install 'metarl\[metaworld\]'"):
+        metarl.make_family("metarl/MetaWorld-ML10-v3")
+
+
+@pytest.fixture(scope="module")
+def ml10():
+    return metarl.make_family("metarl/MetaWorld-ML10-v3")
+
+
+@needs_metaworld
+def test_every_family_is_registered_the_gymnasium_way():
+    from metarl.envs.metaworld import ALL_CLASSES
+
+    ids = set(metarl.registry.family_ids())
+    assert {"metarl/MetaWorld-ML10-v3", "metarl/MetaWorld-ML45-v3", "metarl/MetaWorld-ML1-v3"} <= ids
+    assert {f"metarl/MetaWorld-ML1-{name}" for name in ALL_CLASSES} <= ids
+    assert len(ALL_CLASSES) == 50
+    push = metarl.make_family("metarl/MetaWorld-ML1-push-v3")
+    assert push.train_classes == ["push-v3"] and push.horizon == 500
+    assert metarl.make_family("metarl/MetaWorld-ML1-v3", env_name="push-v3").train_classes == ["push-v3"]
+
+
+@needs_metaworld
+def test_our_env_is_metaworlds_env_for_a_task_of_every_ml10_class(ml10):
+    """Same Meta-World task, same actions: identical observations, rewards, success."""
+    from metarl.envs.metaworld import ALL_CLASSES
+
+    bench = ml10._benchmark(0)  # metaworld.ML10(seed=0) itself
+    classes = ml10.train_classes + ml10.test_classes
+    assert len(classes) == 15
+    rng = np.random.default_rng(0)
+    for name in classes:
+        mw_task = next(t for t in [*bench.train_tasks, *bench.test_tasks] if t.env_name == name)
+        ours = ml10.make_env(ml10.from_metaworld(mw_task))
+        theirs = ALL_CLASSES[name]()
+        theirs.set_task(mw_task)
+        obs_a, _ = ours.reset(seed=0)
+        obs_b, _ = theirs.reset()
+        np.testing.assert_array_equal(obs_a, obs_b)
+        for _ in range(40):
+            action = rng.uniform(-1, 1, 4).astype(np.float32)
+            a = ours.step(action)
+            b = theirs.step(action)
+            np.testing.assert_array_equal(a[0], b[0])
+            assert a[1] == b[1] and a[4]["success"] == b[4]["success"], name
+        ours.close()
+        theirs.close()
+
+
+@needs_metaworld
+def test_a_task_round_trips_through_json_to_metaworlds_own_task(ml10):
+    bench = ml10._benchmark(0)
+    for mw_task in (bench.train_tasks[0], bench.test_tasks[-1]):
+        task = ml10.from_metaworld(mw_task)
+        again = ml10.validate(Task.from_json(task.to_json()))
+        assert again == task
+        rebuilt = ml10.metaworld_task(again)
+        a, b = pickle.loads(rebuilt.data), pickle.loads(mw_task.data)
+        assert rebuilt.env_name == mw_task.env_name and a.keys() == b.keys()
+        np.testing.assert_array_equal(a.pop("rand_vec"), b.pop("rand_vec"))
+        assert a == b
+    with pytest.raises(TaskError, match="not a task of reach-v3"):
+        ml10.task(env_name="reach-v3", rand_vec=[5.0] * 6)
+    with pytest.raises(TaskError, match="outside its space"):
+        ml10.task(env_name="no-such-v3", rand_vec=[0.0] * 6)
+
+
+@needs_metaworld
+def test_ml10_test_classes_never_appear_in_training(ml10):
+    test_classes = set(ml10.test_classes)
+    assert len(test_classes) == 5 and not test_classes & set(ml10.train_classes)
+    for seed in (0, 1):
+        split = ml10.split(500, 250, seed=seed)
+        assert not {t["env_name"] for t in split.train} & test_classes
+        assert {t["env_name"] for t in split.test} == test_classes
+        assert len(set(split.train)) == 500
+        small = ml10.split(20, 5, seed=seed)  # any prefix covers every class
+        assert {t["env_name"] for t in small.train} == set(ml10.train_classes)
+        assert {t["env_name"] for t in small.test} == test_classes
+    assert ml10.split(20, 5, seed=0) == ml10.split(20, 5, seed=0)
+    for seed in range(5):  # fresh goals: train classes only
+        assert not {t["env_name"] for t in ml10.sample_tasks(30, rng=seed)} & test_classes
+    with pytest.raises(TaskError, match="has 500"):
+        ml10.split(501, 5)
+
+
+@needs_metaworld
+def test_ml1_split_holds_out_goals():
+    fam = metarl.make_family("metarl/MetaWorld-ML1-reach-v3")
+    split = fam.split(50, 50, seed=0)
+    assert not set(split.train) & set(split.test)
+    assert {t["env_name"] for t in [*split.train, *split.test]} == {"reach-v3"}
+
+
+@needs_metaworld
+@pytest.mark.parametrize("family_id", ["metarl/MetaWorld-ML1-reach-v3", "metarl/MetaWorld-ML10-v3"])
+def test_check_env(family_id):
+    fam = metarl.make_family(family_id)
+    for task in fam.sample_tasks(2, rng=0):
+        env = gym.make(family_id, task=task)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            check_env(env.unwrapped, skip_render_check=True)
+
+
+@needs_metaworld
+def test_success_reaches_the_episode_batch():
+    from metarl.rollout import Sampler, random_policy
+
+    fam = metarl.make_family("metarl/MetaWorld-ML1-reach-v3", horizon=30)
+    tasks = fam.split(2, 2, seed=0).test
+    batch = Sampler(fam).sample(list(tasks), random_policy(fam.make_env().action_space),
+                                episodes_per_task=2, horizon=30, seed=0)
+    assert batch.rewards.shape == (30, 4)
+    success = batch.episode_success()
+    assert success is not None and success.shape[-1] == 4
