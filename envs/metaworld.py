@@ -45,8 +45,11 @@ from metaworld import env_dict as _mw_env_dict
 
 from metarl.errors import ConfigError, TaskError
 from metarl.family import MetaEnv, TaskFamily, TaskLike, TaskSplit
+from metarl.mujoco_engine import default_num_threads
+from metarl.rollout import GenericBatchEngine
 from metarl.spaces import Names, ParamSpace
 from metarl.task import Task
+from metarl.worker_engine import WorkerBatchEngine
 
 #: Meta-World's per-episode step limit (``SawyerXYZEnv.max_path_length``).
 MAX_PATH_LENGTH = 500
@@ -54,6 +57,8 @@ MAX_PATH_LENGTH = 500
 GOALS_PER_CLASS = 50
 ALL_CLASSES: dict[str, type] = dict(_mw_env_dict.ALL_V3_ENVIRONMENTS)
 OBS_DIM, ACT_DIM = 39, 4
+#: Meta-World benchmark objects by (benchmark, classes, seed), built once per process.
+_BENCHMARKS: dict[tuple[str, tuple[str, ...], int], Any] = {}
 METAWORLD_VERSION = importlib.metadata.version("metaworld")
 SOURCE = (f"Meta-World {METAWORLD_VERSION} (Yu et al. 2019; McLean et al. 2025, Meta-World+), "
           "goal hidden as in its ML benchmarks")
@@ -110,7 +115,6 @@ class MetaWorldFamily(TaskFamily):
         self.train_classes, self.test_classes = self._classes()
         self.task_space = {"env_name": Names([*self.train_classes, *self.test_classes]),
                            "rand_vec": RandVec()}
-        self._benchmarks: dict[int, Any] = {}
         self._samplers: dict[str, Any] = {}
 
     # ---- what subclasses define -------------------------------------------------------
@@ -209,13 +213,28 @@ class MetaWorldFamily(TaskFamily):
                          seed, None, True, [note])
 
     def _benchmark(self, seed: int) -> Any:
-        if seed not in self._benchmarks:
-            self._benchmarks[seed] = self._make_benchmark(seed)
-        return self._benchmarks[seed]
+        key = (self.benchmark, tuple(self.train_classes), seed)
+        if key not in _BENCHMARKS:  # building one resets every class's env 50 times
+            _BENCHMARKS[key] = self._make_benchmark(seed)
+        return _BENCHMARKS[key]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Worker processes rebuild the goal samplers and benchmarks they need.
+        return {**self.__dict__, "_samplers": {}, "_validated": set()}
 
     # ---- envs -------------------------------------------------------------------------
     def make_env(self, task: TaskLike | None = None, render_mode: str | None = None) -> MetaWorldEnv:
         return MetaWorldEnv(self, task, render_mode)
+
+    def make_batch_engine(self, num_envs: int, workers: int | None = None
+                          ) -> WorkerBatchEngine | GenericBatchEngine:
+        """Meta-World's step is Python: the sub-envs step in ``workers`` processes (default:
+        one per core this process may use; ``METARL_ENGINE_THREADS`` caps it, as in a Ray
+        sampling actor), in this process when that is 1."""
+        workers = default_num_threads() if workers is None else int(workers)
+        if workers <= 1 or num_envs <= 1:
+            return GenericBatchEngine(self, num_envs)
+        return WorkerBatchEngine(self, num_envs, workers)
 
 
 class ML1(MetaWorldFamily):

@@ -240,6 +240,11 @@ class Sampler:
         self.engine_kind = engine
         self._engine: BatchEngine | None = None
 
+    @property
+    def engine(self) -> BatchEngine | None:
+        """The engine of the last :meth:`sample` call (None before the first)."""
+        return self._engine
+
     def _engine_for(self, num_envs: int) -> BatchEngine:
         if self._engine is None or self._engine.num_envs != num_envs:
             if self._engine is not None:

@@ -5,13 +5,14 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import representative_family_ids
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import metarl
 from metarl import TaskError
 
-FAMILY_IDS = metarl.family_ids()
+FAMILY_IDS = representative_family_ids()
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +75,7 @@ def test_split_is_reproducible_and_disjoint(family_id):
         warnings.simplefilter("ignore")
         s1 = family.split(30, 10, seed=5)
         s2 = family.split(30, 10, seed=5)
-        s3 = family.split(60, 10, seed=5)
+        s3 = family.split(45, 10, seed=5)  # Meta-World's ML1 has 50 train goals
     assert s1.train == s2.train and s1.test == s2.test
     assert s3.test == s1.test  # more train tasks never changes the held-out ones
     if not family.is_finite():

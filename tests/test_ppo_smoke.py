@@ -4,12 +4,11 @@ import warnings
 
 import gymnasium as gym
 import pytest
+from conftest import representative_family_ids
 from stable_baselines3 import PPO
 
-import metarl
 
-
-@pytest.mark.parametrize("family_id", metarl.family_ids())
+@pytest.mark.parametrize("family_id", representative_family_ids())
 def test_sb3_ppo_runs_on_default_task(family_id):
     env = gym.make(family_id)
     with warnings.catch_warnings():

@@ -1,0 +1,118 @@
+"""Meta-World sampling throughput on ML10: metarl's sampler vs Meta-World's own vector envs.
+
+Closed loop with a 64x64 tanh MLP Gaussian policy (torch, one batched call per env step,
+one torch thread), N sub-envs each on one ML10 train task, ``--steps`` env steps each, in
+one run:
+
+(a) ``gymnasium.make_vec("Meta-World/ML10-train", vector_strategy="sync",
+    meta_batch_size=N)``: Meta-World's vector env, every sub-env in this process;
+(b) the same with ``vector_strategy="async"``: one process per sub-env;
+(c) metarl's :class:`~metarl.rollout.Sampler` on ``metarl/MetaWorld-ML10-v3``: the sub-envs
+    on one worker process per core (``WorkerBatchEngine``), full episodes of ``--steps``.
+
+Both sides use reward version v2, the same policy and N; start-up (processes, models) is
+excluded. Needs the ``[metaworld]`` venv. Writes ``benchmarks/results/metaworld_throughput.json``::
+
+    .venv-metaworld/bin/python benchmarks/metaworld_throughput.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import metaworld  # noqa: F401 - registers the Meta-World/... ids
+import mujoco
+import numpy as np
+import torch
+from sampler_throughput import MLPPolicy
+
+import metarl
+from metarl.mujoco_engine import default_num_threads
+from metarl.rollout import Sampler
+
+RESULTS = Path(__file__).resolve().parent / "results" / "metaworld_throughput.json"
+
+
+def metaworld_vec(strategy: str, n: int, steps: int, policy: MLPPolicy) -> float:
+    """Env-steps/s of Meta-World's ML10-train vector env, closed loop (autoreset steps
+    are not counted)."""
+    envs = gym.make_vec("Meta-World/ML10-train", vector_strategy=strategy, meta_batch_size=n,
+                        seed=0)
+    obs, _ = envs.reset(seed=0)
+    gen = torch.Generator().manual_seed(0)
+    autoreset = np.zeros(n, dtype=bool)
+    done_steps = 0
+    start = time.perf_counter()
+    for _ in range(steps):
+        action, _ = policy.act(torch.as_tensor(obs, dtype=torch.float32), gen)
+        obs, _, term, trunc, _ = envs.step(np.clip(action.numpy(), -1, 1))
+        done_steps += int((~autoreset).sum())
+        autoreset = term | trunc
+    elapsed = time.perf_counter() - start
+    envs.close()
+    return done_steps / elapsed
+
+
+def ours(n: int, steps: int, policy: MLPPolicy) -> tuple[float, str]:
+    """Env-steps/s of metarl's Sampler (its default engine for the family) and the
+    engine's name."""
+    family = metarl.make_family("metarl/MetaWorld-ML10-v3")
+    tasks = family.sample_tasks(n, rng=0)
+    sampler = Sampler(family)
+    sampler.sample(tasks, policy, episodes_per_task=1, horizon=2, seed=1)  # start the workers
+    start = time.perf_counter()
+    batch = sampler.sample(tasks, policy, episodes_per_task=1, horizon=steps, seed=0)
+    elapsed = time.perf_counter() - start
+    engine = type(sampler.engine).__name__
+    sampler.close()
+    return batch.num_steps / elapsed, engine
+
+
+def main() -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short run (100 steps)")
+    parser.add_argument("--num-envs", type=int, default=20,
+                        help="sub-envs (Meta-World's default meta_batch_size, 20)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    steps = 100 if args.quick else 500
+    policy = MLPPolicy(39, 4)
+    result: dict[str, Any] = {
+        "machine": {"cpu_count": os.cpu_count(), "workers": default_num_threads(),
+                    "platform": platform.platform(), "python": platform.python_version(),
+                    "metaworld": importlib.metadata.version("metaworld"),
+                    "mujoco": mujoco.__version__, "gymnasium": gym.__version__,
+                    "torch": torch.__version__, "loadavg_before": list(os.getloadavg())},
+        "settings": {"num_envs": args.num_envs, "steps_per_env": steps, "quick": args.quick,
+                     "benchmark": "ML10 train tasks", "reward_function_version": "v2",
+                     "policy": "MLP 64x64 tanh, Gaussian, torch, 1 thread"},
+    }
+    sync = metaworld_vec("sync", args.num_envs, steps, policy)
+    async_ = metaworld_vec("async", args.num_envs, steps, policy)
+    rate, engine = ours(args.num_envs, steps, policy)
+    result["env_steps_per_s"] = {"metaworld_sync": round(sync), "metaworld_async": round(async_),
+                                 "metarl": round(rate)}
+    result["metarl_engine"] = engine
+    result["metarl_over_metaworld_sync"] = round(rate / sync, 2)
+    result["metarl_over_metaworld_async"] = round(rate / async_, 2)
+    result["target_1.5x_sync_met"] = rate / sync >= 1.5
+    result["machine"]["loadavg_after"] = list(os.getloadavg())
+    text = json.dumps(result, indent=2)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
