@@ -25,6 +25,11 @@ code:
   (``"v2"``, its default). Observation: 39-d with the goal zeroed (the ML benchmarks'
   partial observability). ``info["success"]`` is Meta-World's per-step success; an
   episode succeeds if it is 1 at any step. Horizon: 500 (``max_path_length``).
+* **Sampling**: Meta-World's step is Python, so the sub-envs of a batch step in this
+  process (the generic engine); ``--workers N`` (the presets: 2) samples on N Ray actors,
+  whole rollouts per actor. Per-step round trips to worker processes (an
+  ``AsyncVectorEnv`` of chunks) measured no faster than one process on 2 cores, hence
+  whole rollouts (``benchmarks/metaworld_throughput.py``).
 
 Ids: ``metarl/MetaWorld-ML1-<name>`` for each of the 50 classes (``...-ML1-reach-v3``),
 ``metarl/MetaWorld-ML1-v3`` with ``env_name=`` as a keyword, ``metarl/MetaWorld-ML10-v3``
@@ -45,11 +50,8 @@ from metaworld import env_dict as _mw_env_dict
 
 from metarl.errors import ConfigError, TaskError
 from metarl.family import MetaEnv, TaskFamily, TaskLike, TaskSplit
-from metarl.mujoco_engine import default_num_threads
-from metarl.rollout import GenericBatchEngine
 from metarl.spaces import Names, ParamSpace
 from metarl.task import Task
-from metarl.worker_engine import WorkerBatchEngine
 
 #: Meta-World's per-episode step limit (``SawyerXYZEnv.max_path_length``).
 MAX_PATH_LENGTH = 500
@@ -225,16 +227,6 @@ class MetaWorldFamily(TaskFamily):
     # ---- envs -------------------------------------------------------------------------
     def make_env(self, task: TaskLike | None = None, render_mode: str | None = None) -> MetaWorldEnv:
         return MetaWorldEnv(self, task, render_mode)
-
-    def make_batch_engine(self, num_envs: int, workers: int | None = None
-                          ) -> WorkerBatchEngine | GenericBatchEngine:
-        """Meta-World's step is Python: the sub-envs step in ``workers`` processes (default:
-        one per core this process may use; ``METARL_ENGINE_THREADS`` caps it, as in a Ray
-        sampling actor), in this process when that is 1."""
-        workers = default_num_threads() if workers is None else int(workers)
-        if workers <= 1 or num_envs <= 1:
-            return GenericBatchEngine(self, num_envs)
-        return WorkerBatchEngine(self, num_envs, workers)
 
 
 class ML1(MetaWorldFamily):
