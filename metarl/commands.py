@@ -101,6 +101,11 @@ def _evaluate(run_dir: str | Path, steps: int | None, tasks: int | None, episode
                            zip(curve.budgets, curve.mean, curve.ci95, strict=True))
         print(f"{curve.label} [{curve.budget_unit}; mean ± 95% CI over {curve.n_tasks} tasks] "
               f"{points}")
+        if curve.success_mean:
+            rates = ", ".join(f"{b}: {m:.2f} ± {c:.2f}" for b, m, c in
+                              zip(curve.budgets, curve.success_mean, curve.success_ci95 or
+                                  [float("nan")] * len(curve.budgets), strict=True))
+            print(f"    success rate: {rates}")
     for kind, path in result["paths"].items():
         print(f"{kind}: {path}")
 

@@ -18,26 +18,46 @@ import matplotlib.pyplot as plt  # noqa: E402
 from metarl.evaluation import Curve, read_curves  # noqa: E402
 
 
+def _draw(ax: plt.Axes, curve: Curve, mean: Sequence[float], ci: Sequence[float],
+          label: str | None, color: str | None = None) -> str:
+    """One curve with its 95% band (and gradient-step labels); returns its colour."""
+    x = curve.episodes
+    line, = ax.plot(x, mean, marker="o", label=label, color=color)
+    lo = [m - (c if c == c else 0.0) for m, c in zip(mean, ci, strict=True)]
+    hi = [m + (c if c == c else 0.0) for m, c in zip(mean, ci, strict=True)]
+    ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color())
+    if curve.budget_unit == "inner steps":
+        for xi, yi, b in zip(x, mean, curve.budgets, strict=True):
+            ax.annotate(str(b), (xi, yi), textcoords="offset points", xytext=(0, 6),
+                        fontsize=7, ha="center", color=line.get_color())
+    return line.get_color()
+
+
 def plot_curves(curves: Sequence[Curve], path: str | Path, title: str = "",
                 ylabel: str = "mean return on held-out tasks") -> Path:
-    """Draw ``curves`` (mean ± 95% CI vs episodes of experience) to ``path`` (PNG)."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    """Draw ``curves`` (mean ± 95% CI vs episodes of experience) to ``path`` (PNG); when
+    the family defines success (Meta-World, ...), a second panel shows the success rate."""
+    with_success = any(c.success_mean for c in curves)
+    fig, axes = plt.subplots(1, 2 if with_success else 1, squeeze=False, dpi=120,
+                             figsize=(11.0 if with_success else 6.4, 4.2))
+    ax, success_ax = axes[0][0], (axes[0][1] if with_success else None)
     for curve in curves:
-        x, y = curve.episodes, curve.mean
-        line, = ax.plot(x, y, marker="o", label=f"{curve.label} (n={curve.n_tasks})")
-        lo = [m - (c if c == c else 0.0) for m, c in zip(curve.mean, curve.ci95, strict=True)]
-        hi = [m + (c if c == c else 0.0) for m, c in zip(curve.mean, curve.ci95, strict=True)]
-        ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color())
-        if curve.budget_unit == "inner steps":
-            for xi, yi, b in zip(x, y, curve.budgets, strict=True):
-                ax.annotate(str(b), (xi, yi), textcoords="offset points", xytext=(0, 6),
-                            fontsize=7, ha="center", color=line.get_color())
+        color = _draw(ax, curve, curve.mean, curve.ci95, f"{curve.label} (n={curve.n_tasks})")
+        if success_ax is not None and curve.success_mean:
+            _draw(success_ax, curve, curve.success_mean, curve.success_ci95 or
+                  [float("nan")] * len(curve.success_mean), None, color)
     annotated = any(c.budget_unit == "inner steps" for c in curves)
-    ax.set_xlabel("episodes of experience in the new task"
-                  + (" (labels: gradient steps)" if annotated else ""))
+    xlabel = ("episodes of experience in the new task"
+              + (" (labels: gradient steps)" if annotated else ""))
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    if success_ax is not None:
+        success_ax.set_xlabel(xlabel)
+        success_ax.set_ylabel("success rate on held-out tasks")
+        success_ax.set_ylim(-0.05, 1.05)
+        success_ax.grid(alpha=0.3)
     if title:
-        ax.set_title(title, fontsize=10)
+        fig.suptitle(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
