@@ -95,7 +95,7 @@ def test_a_task_round_trips_through_json_to_metaworlds_own_task(ml10):
 def test_ml10_test_classes_never_appear_in_training(ml10):
     test_classes = set(ml10.test_classes)
     assert len(test_classes) == 5 and not test_classes & set(ml10.train_classes)
-    for seed in (0, 1):
+    for seed in (0, 5):  # the benchmarks the other tests build too (16 s each)
         split = ml10.split(500, 250, seed=seed)
         assert not {t["env_name"] for t in split.train} & test_classes
         assert {t["env_name"] for t in split.test} == test_classes
