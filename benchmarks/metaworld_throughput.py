@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import os
 import platform
 import time
@@ -33,7 +32,7 @@ import metaworld  # noqa: F401 - registers the Meta-World/... ids
 import mujoco
 import numpy as np
 import torch
-from sampler_throughput import MLPPolicy
+from sampler_throughput import MLPPolicy, write_result
 
 import metarl
 from metarl.distributed import make_sampler
@@ -112,10 +111,7 @@ def main() -> dict[str, Any]:
     result["best_metarl"] = best
     result["target_1.5x_sync_met"] = rates[best] / sync >= 1.5
     result["machine"]["loadavg_after"] = list(os.getloadavg())
-    text = json.dumps(result, indent=2)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    write_result(args.out, result)
     return result
 
 

@@ -266,11 +266,16 @@ def main() -> dict[str, Any]:
         "engine >= 3 x sync_vector_env": all(result[k]["engine_over_sync_vector_env"] >= 3
                                              for k in FAMILIES),
     }
+    write_result(args.out, result)
+    return result
+
+
+def write_result(path: Path, result: dict[str, Any]) -> None:
+    """Print a benchmark's result JSON and write it to ``path``."""
     text = json.dumps(result, indent=2)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
-    return result
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
 
 
 if __name__ == "__main__":

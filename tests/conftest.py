@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import pytest
 
 import metarl
@@ -30,3 +32,46 @@ def mujoco_backend(request, monkeypatch) -> str:
     use it."""
     monkeypatch.setenv("METARL_MUJOCO_BACKEND", request.param)
     return request.param
+
+
+# A complete family in a few lines: what the README shows users.
+FAMILY_SOURCE = textwrap.dedent('''
+    import gymnasium as gym
+    import numpy as np
+
+    import metarl
+
+
+    class Reach1DEnv(metarl.MetaEnv):
+        observation_space = gym.spaces.Box(-10.0, 10.0, shape=(1,), dtype=np.float32)
+        action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+
+        def reset(self, *, seed=None, options=None):
+            self._begin_episode(seed, options)
+            self.x = 0.0
+            return np.array([self.x], dtype=np.float32), {}
+
+        def step(self, action):
+            self.x = float(np.clip(self.x + float(action[0]), -10, 10))
+            reward = -abs(self.x - self.task["target"])
+            return np.array([self.x], dtype=np.float32), reward, False, self._tick(), {}
+
+
+    class Reach1D(metarl.TaskFamily):
+        family_id = "FAMILY_ID"
+        task_space = {"target": metarl.Uniform(-1.0, 1.0)}
+        horizon = 20
+        source = "metarl tests"
+
+        def make_env(self, task=None, render_mode=None):
+            return Reach1DEnv(self, task, render_mode)
+''')
+
+
+def write_family_module(directory, name, family_id, register_call=True):
+    src = FAMILY_SOURCE.replace("FAMILY_ID", family_id)
+    if register_call:
+        src += "\nmetarl.register(Reach1D)\n"
+    path = directory / f"{name}.py"
+    path.write_text(src)
+    return path

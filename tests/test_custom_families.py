@@ -4,56 +4,14 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import FAMILY_SOURCE, write_family_module
 
 import metarl
 from metarl import registry
-
-# A complete family in a few lines: what the README shows users.
-FAMILY_SOURCE = textwrap.dedent('''
-    import gymnasium as gym
-    import numpy as np
-
-    import metarl
-
-
-    class Reach1DEnv(metarl.MetaEnv):
-        observation_space = gym.spaces.Box(-10.0, 10.0, shape=(1,), dtype=np.float32)
-        action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
-
-        def reset(self, *, seed=None, options=None):
-            self._begin_episode(seed, options)
-            self.x = 0.0
-            return np.array([self.x], dtype=np.float32), {}
-
-        def step(self, action):
-            self.x = float(np.clip(self.x + float(action[0]), -10, 10))
-            reward = -abs(self.x - self.task["target"])
-            return np.array([self.x], dtype=np.float32), reward, False, self._tick(), {}
-
-
-    class Reach1D(metarl.TaskFamily):
-        family_id = "FAMILY_ID"
-        task_space = {"target": metarl.Uniform(-1.0, 1.0)}
-        horizon = 20
-        source = "metarl tests"
-
-        def make_env(self, task=None, render_mode=None):
-            return Reach1DEnv(self, task, render_mode)
-''')
-
-
-def _write_module(directory, name, family_id, register_call=True):
-    src = FAMILY_SOURCE.replace("FAMILY_ID", family_id)
-    if register_call:
-        src += "\nmetarl.register(Reach1D)\n"
-    path = directory / f"{name}.py"
-    path.write_text(src)
-    return path
 
 
 def test_register_through_python_api(tmp_path):
@@ -124,7 +82,7 @@ def test_entry_point_family_listed_by_cli(tmp_path):
 
 
 def test_import_option_registers_a_family_from_a_file(tmp_path):
-    path = _write_module(tmp_path, "my_families", "file/Reach1D-v0")
+    path = write_family_module(tmp_path, "my_families", "file/Reach1D-v0")
     out = _run_cli("families", "--import", str(path))
     assert out.returncode == 0, out.stderr
     assert "file/Reach1D-v0" in out.stdout
@@ -135,7 +93,7 @@ def test_import_option_registers_a_family_from_a_file(tmp_path):
 
 
 def test_import_option_takes_a_module_name(tmp_path):
-    _write_module(tmp_path, "my_module_families", "mod/Reach1D-v0")
+    write_family_module(tmp_path, "my_module_families", "mod/Reach1D-v0")
     out = _run_cli("show", "mod/Reach1D-v0", "--import", "my_module_families",
                    env_extra={"PYTHONPATH": str(tmp_path)})
     assert out.returncode == 0, out.stderr

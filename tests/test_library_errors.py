@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import write_family_module
 
 import metarl
 from metarl.cli import main as cli_main
@@ -121,53 +122,16 @@ def test_an_rl2_checkpoint_for_another_family_is_a_clear_error(tmp_path):
     assert RL2.load(str(tmp_path / "bandit.pt"), bandit).family.id == bandit.id
 
 
-FAMILY_FILE = textwrap.dedent('''
-    import gymnasium as gym
-    import numpy as np
-
-    import metarl
-
-
-    class Reach1DEnv(metarl.MetaEnv):
-        observation_space = gym.spaces.Box(-10.0, 10.0, shape=(1,), dtype=np.float32)
-        action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
-
-        def reset(self, *, seed=None, options=None):
-            self._begin_episode(seed, options)
-            self.x = 0.0
-            return np.array([self.x], dtype=np.float32), {}
-
-        def step(self, action):
-            self.x = float(np.clip(self.x + float(action[0]), -10, 10))
-            reward = -abs(self.x - self.task["target"])
-            return np.array([self.x], dtype=np.float32), reward, False, self._tick(), {}
-
-
-    class Reach1D(metarl.TaskFamily):
-        family_id = "testlab/Reach1D-v0"
-        task_space = {"target": metarl.Uniform(-1.0, 1.0)}
-        horizon = 10
-        source = "metarl tests"
-
-        def make_env(self, task=None, render_mode=None):
-            return Reach1DEnv(self, task, render_mode)
-
-
-    metarl.register(Reach1D)
-''')
-
-
 def test_a_run_remembers_its_import_modules(tmp_path):
-    module = tmp_path / "lab" / "reach_families.py"
-    module.parent.mkdir()
-    module.write_text(FAMILY_FILE)
+    (tmp_path / "lab").mkdir()
+    module = write_family_module(tmp_path / "lab", "reach_families", "testlab/Reach1D-v0")
     out = tmp_path / "run"
     proc = _cli("train", "maml", "--import", str(module), "--family", "testlab/Reach1D-v0",
                 *TINY_SET, "--out", str(out), "--no-eval", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     meta = yaml.safe_load((out / "config.yaml").read_text())
     assert meta["imports"] == [str(module.resolve())]
-    assert (out / "imports" / "reach_families.py").read_text() == FAMILY_FILE
+    assert (out / "imports" / "reach_families.py").read_text() == module.read_text()
     # Resume (of the finished run: it rebuilds the agent and its family) and evaluate, in
     # fresh processes, without --import.
     proc = _cli("train", "--resume", str(out), "--no-eval", "--no-progress")
