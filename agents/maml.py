@@ -104,7 +104,7 @@ class MAMLConfig(RunConfig):
             "num_inner_steps": self.num_inner_steps >= 0, "max_kl": self.max_kl > 0,
             "cg_iters": self.cg_iters >= 1, "ls_max_steps": self.ls_max_steps >= 1,
             "ls_backtrack_ratio": 0 < self.ls_backtrack_ratio < 1, "gamma": 0 <= self.gamma <= 1,
-            "gae_lambda": 0 <= self.gae_lambda <= 1, "num_iterations": self.num_iterations >= 0,
+            "gae_lambda": 0 <= self.gae_lambda <= 1,
             "horizon": self.horizon is None or self.horizon >= 1,
             "meta_batch_size <= num_train_tasks": self.meta_batch_size <= self.num_train_tasks,
         }

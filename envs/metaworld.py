@@ -202,14 +202,17 @@ class MetaWorldFamily(TaskFamily):
             raise TaskError(f"{self.id}: Meta-World defines its own held-out split; drop holdout")
         bench = self._benchmark(seed)
         train = _interleave(bench.train_tasks, self.train_classes)
-        test = _interleave(bench.test_tasks, self.test_classes)
+        # ML1 holds out goals of its one class, not classes
+        test = _interleave(bench.test_tasks, self.test_classes or self.train_classes)
         for what, n, pool in (("train", n_train, train), ("test", n_test, test)):
             if not 1 <= n <= len(pool):
                 raise TaskError(f"{self.id}: {n} {what} tasks asked for; Meta-World's "
                                 f"{self.benchmark} has {len(pool)} ({GOALS_PER_CLASS} goals per "
                                 f"class); pass 1..{len(pool)}")
         note = (f"Meta-World's {self.benchmark} split (seed {seed}): train classes "
-                f"{self.train_classes}, test classes {self.test_classes}")
+                f"{self.train_classes}, test classes {self.test_classes}"
+                if self.test_classes else f"Meta-World's {self.benchmark} split (seed {seed}): "
+                f"test goals of {self.train_classes[0]} drawn with seed {seed + 1}")
         return TaskSplit(tuple(self.from_metaworld(t) for t in train[:n_train]),
                          tuple(self.from_metaworld(t) for t in test[:n_test]),
                          seed, None, True, [note])
@@ -251,20 +254,6 @@ class ML1(MetaWorldFamily):
 
     def _args_kwargs(self, env_name: str) -> dict[str, Any]:
         return dict(_mw_env_dict.ML1_ARGS_KWARGS[env_name]["kwargs"])
-
-    def split(self, n_train: int, n_test: int, seed: int = 0, holdout: Any = None) -> TaskSplit:
-        if holdout:
-            raise TaskError(f"{self.id}: Meta-World defines its own held-out split; drop holdout")
-        bench = self._benchmark(seed)
-        for what, n, pool in (("train", n_train, bench.train_tasks),
-                              ("test", n_test, bench.test_tasks)):
-            if not 1 <= n <= len(pool):
-                raise TaskError(f"{self.id}: {n} {what} tasks asked for; Meta-World's ML1 has "
-                                f"{len(pool)} {what} goals; pass 1..{len(pool)}")
-        note = f"Meta-World's ML1 split (seed {seed}): test goals drawn with seed {seed + 1}"
-        return TaskSplit(tuple(self.from_metaworld(t) for t in bench.train_tasks[:n_train]),
-                         tuple(self.from_metaworld(t) for t in bench.test_tasks[:n_test]),
-                         seed, None, True, [note])
 
     def constants(self) -> dict[str, Any]:
         return {**super().constants(), "env_name": self.env_name}
