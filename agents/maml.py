@@ -35,17 +35,18 @@ import dataclasses
 import math
 import time
 import warnings
+from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from metarl.advantages import LinearFeatureBaseline, discounted_returns, gae, normalize_per_task
+from metarl.agent import AdaptationResult, MetaAgent, register_agent
 from metarl.config import RunConfig
 from metarl.distributed import make_sampler
 from metarl.errors import CheckpointError, ConfigError
-from metarl.evaluation import AdaptationResult
 from metarl.family import TaskFamily
 from metarl.policies import (
     Dist,
@@ -57,7 +58,6 @@ from metarl.policies import (
     rollout_policy,
 )
 from metarl.rollout import EpisodeBatch
-from metarl.runs import MetaAgent, register_agent
 from metarl.task import Task
 
 
@@ -65,10 +65,12 @@ from metarl.task import Task
 # Configuration (defaults: the MAML paper / pytorch-maml-rl 2D-navigation setting)
 # ---------------------------------------------------------------------------------------
 @dataclasses.dataclass
-class MAMLConfig(RunConfig):
+class InnerLoopConfig(RunConfig):
+    """The keys of every gradient-based meta-learner (:class:`InnerLoopAgent`)."""
+
     #: tasks per meta-batch.
     meta_batch_size: int = 20
-    #: episodes per task for each inner step and for the validation rollouts.
+    #: episodes per task for each inner step (and for MAML's validation rollouts).
     episodes_per_task: int = 20
     #: steps per episode; None = the family's horizon.
     horizon: int | None = None
@@ -84,6 +86,30 @@ class MAMLConfig(RunConfig):
     #: inner loop: step size α and number of steps.
     inner_lr: float = 0.1
     num_inner_steps: int = 1
+    #: ridge of the linear feature baseline.
+    baseline_reg: float = 1e-5
+    #: tasks per rollout call during evaluation (bounds memory; no effect on results).
+    eval_chunk: int = 40
+
+    def validate(self) -> None:
+        super().validate()
+        self._check({
+            "meta_batch_size": self.meta_batch_size >= 1, "episodes_per_task": self.episodes_per_task >= 1,
+            "num_inner_steps": self.num_inner_steps >= 0, "gamma": 0 <= self.gamma <= 1,
+            "gae_lambda": 0 <= self.gae_lambda <= 1,
+            "horizon": self.horizon is None or self.horizon >= 1,
+            "meta_batch_size <= num_train_tasks": self.meta_batch_size <= self.num_train_tasks,
+        })
+
+    @staticmethod
+    def _check(checks: Mapping[str, bool]) -> None:
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(f"invalid config values: {', '.join(bad)}")
+
+
+@dataclasses.dataclass
+class MAMLConfig(InnerLoopConfig):
     #: drop the second-order term of the meta-gradient.
     first_order: bool = False
     #: TRPO outer step.
@@ -92,25 +118,12 @@ class MAMLConfig(RunConfig):
     cg_damping: float = 1e-5
     ls_max_steps: int = 15
     ls_backtrack_ratio: float = 0.8
-    #: ridge of the linear feature baseline.
-    baseline_reg: float = 1e-5
-    #: tasks per rollout call during evaluation (bounds memory; no effect on results).
-    eval_chunk: int = 40
 
     def validate(self) -> None:
         super().validate()
-        checks = {
-            "meta_batch_size": self.meta_batch_size >= 1, "episodes_per_task": self.episodes_per_task >= 1,
-            "num_inner_steps": self.num_inner_steps >= 0, "max_kl": self.max_kl > 0,
-            "cg_iters": self.cg_iters >= 1, "ls_max_steps": self.ls_max_steps >= 1,
-            "ls_backtrack_ratio": 0 < self.ls_backtrack_ratio < 1, "gamma": 0 <= self.gamma <= 1,
-            "gae_lambda": 0 <= self.gae_lambda <= 1,
-            "horizon": self.horizon is None or self.horizon >= 1,
-            "meta_batch_size <= num_train_tasks": self.meta_batch_size <= self.num_train_tasks,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(f"invalid config values: {', '.join(bad)}")
+        self._check({"max_kl": self.max_kl > 0, "cg_iters": self.cg_iters >= 1,
+                     "ls_max_steps": self.ls_max_steps >= 1,
+                     "ls_backtrack_ratio": 0 < self.ls_backtrack_ratio < 1})
 
 
 # ---------------------------------------------------------------------------------------
@@ -192,14 +205,18 @@ def inner_step(module: torch.nn.Module, params: Params, batch: TaskBatch,
     """One VPG step for every task at once: ``θ'_b = θ_b − α ∘ ∇L_in,b(θ_b)``.
 
     ``params`` are ``(B, ...)`` (expanded shared parameters, or already adapted ones).
-    With ``create_graph`` the step is differentiable (second-order MAML); without it
-    the gradient is a constant (first-order MAML). ``trace`` collects (params, grads)."""
+    Only the parameters named in ``lrs`` are adapted (all of them for MAML, the context
+    for CAVIA); the others pass through. With ``create_graph`` the step is differentiable
+    (second-order MAML); without it the gradient is a constant (first-order MAML).
+    ``trace`` collects (params, grads of the adapted ones)."""
+    names = [n for n in params if n in lrs]
     with torch.enable_grad():
         loss = inner_losses(module, params, batch).sum()
-        grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
+        grads = dict(zip(names, torch.autograd.grad(loss, [params[n] for n in names],
+                                                    create_graph=create_graph), strict=True))
     if trace is not None:
-        trace.append((dict(params), dict(zip(params, grads, strict=True))))
-    return {name: p - lrs[name] * g for (name, p), g in zip(params.items(), grads, strict=True)}
+        trace.append((dict(params), grads))
+    return {n: p - lrs[n] * grads[n] if n in grads else p for n, p in params.items()}
 
 
 def adapt(module: torch.nn.Module, theta: Params, batches: Sequence[TaskBatch],
@@ -423,19 +440,25 @@ def _seed(*keys: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
 
 
-class MAMLAgent(MetaAgent):
-    """MAML-RL with a VPG inner loop and a TRPO outer loop."""
+class InnerLoopAgent(MetaAgent):
+    """The machinery of the gradient-based meta-learners (MAML, Meta-SGD, Reptile, CAVIA).
 
-    name = "maml"
-    progress_keys = {"pre": "return/pre", "post": "return/post", "kl": "kl"}
-    #: Meta-SGD sets these: meta-learn a per-element inner learning rate, and whether
-    #: TRPO moves it directly or through its logarithm.
-    learn_lr = False
-    log_lr = False
+    An MLP policy whose meta-parameters θ are plain tensors; a meta-iteration draws
+    ``meta_batch_size`` train tasks, samples them with θ, adapts per task by VPG inner
+    steps (:func:`inner_step`, batched over tasks) and samples again after each step.
+    Subclasses say how θ is updated from that (:meth:`meta_update`). The adapted set is
+    the keys of :meth:`_inner_lrs`: every parameter (MAML), or a context vector (CAVIA).
+    Evaluation (:meth:`evaluate_adaptation`) runs the same inner loop on held-out tasks.
+    """
 
-    def __init__(self, config: MAMLConfig, family: TaskFamily, train_tasks: Sequence[Task],
-                 test_tasks: Sequence[Task]) -> None:
-        super().__init__(config, family, train_tasks, test_tasks)
+    progress_keys = {"pre": "return/pre", "post": "return/post"}
+    #: sample the tasks once more after the last inner step (MAML's validation episodes;
+    #: Reptile has no use for them).
+    validation_rollouts: ClassVar[bool] = True
+
+    def __init__(self, config: InnerLoopConfig, family: TaskFamily,
+                 train_tasks: Sequence[Task]) -> None:
+        super().__init__(config, family, train_tasks)
         self.device = torch.device(config.device)
         self.horizon = int(config.horizon or family.horizon)
         self._phase_s: dict[str, float] = {}  # seconds per phase, this iteration
@@ -444,39 +467,25 @@ class MAMLAgent(MetaAgent):
         env = family.make_env()
         with torch.random.fork_rng(devices=[]):  # the initialization is a function of the seed
             torch.manual_seed(config.seed)
-            self.policy = make_policy(env.observation_space, env.action_space,
-                                      config.hidden_sizes, config.activation, config.init_std)
+            self.policy = self.build_policy(env.observation_space, env.action_space)
         env.close()
         # Meta-parameters are plain leaf tensors on the update device; the module only
         # provides the architecture (functional_call swaps the parameters in).
         self.theta: Params = {k: v.detach().clone().to(self.device).requires_grad_(True)
                               for k, v in self.policy.named_parameters()}
-        self.lrs: Params = {k: torch.full_like(v, config.inner_lr).requires_grad_(self.learn_lr)
-                            for k, v in self.theta.items()}
+        self.lrs: Params = {k: torch.full_like(v, config.inner_lr) for k, v in self.theta.items()}
         self.baseline = LinearFeatureBaseline(config.baseline_reg)
         self.skipped = 0
 
-    # -- parameters -----------------------------------------------------------------------
-    def meta_parameters(self) -> list[torch.Tensor]:
-        """What TRPO optimizes: θ, plus the inner learning rates α for Meta-SGD (or
-        log α, which keeps every rate positive)."""
-        params = list(self.theta.values())
-        if self.learn_lr:
-            params += [v.log() if self.log_lr else v for v in self.lrs.values()]
-        return params
-
-    def _split(self, flat: list[torch.Tensor]) -> tuple[Params, Params]:
-        """Meta-parameters -> (θ, α), undoing the log of :meth:`meta_parameters`."""
-        n = len(self.theta)
-        theta = dict(zip(self.theta, flat[:n], strict=True))
-        if not self.learn_lr:
-            return theta, self.lrs
-        return theta, {k: v.exp() if self.log_lr else v
-                       for k, v in zip(self.lrs, flat[n:], strict=True)}
+    def build_policy(self, observation_space: Any, action_space: Any) -> torch.nn.Module:
+        """The policy network (CAVIA's takes a context vector besides the observation)."""
+        cfg = self.config
+        return make_policy(observation_space, action_space, cfg.hidden_sizes, cfg.activation,
+                           cfg.init_std)
 
     def _inner_lrs(self, lrs: Params) -> Mapping[str, torch.Tensor | float]:
-        # MAML uses the scalar step size; Meta-SGD the per-element tensor.
-        return lrs if self.learn_lr else {k: self.config.inner_lr for k in lrs}
+        """The inner step size of each adapted parameter: MAML's scalar for all of them."""
+        return {k: self.config.inner_lr for k in lrs}
 
     # -- sampling ------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -512,12 +521,15 @@ class MAMLAgent(MetaAgent):
             return tb.to(self.device)
 
     def _adapt_and_sample(self, tasks: Sequence[Task], steps: int, episodes: int,
-                          seeds: Sequence[int]) -> tuple[list[EpisodeBatch], list[TaskBatch]]:
-        """Roll out with θ'_0 = θ, adapt, roll out with θ'_1, ... (``steps + 1`` batches)."""
+                          seeds: Sequence[int], last: bool = True
+                          ) -> tuple[list[EpisodeBatch], list[TaskBatch], Params]:
+        """Roll out with θ'_0 = θ, adapt, roll out with θ'_1, ... (``steps + 1`` batches,
+        ``steps`` without the ``last`` one); returns the raw batches, the prepared ones
+        the inner steps used, and the per-task parameters θ'_steps (detached)."""
         raw, prepared = [], []
         params: Params | None = None
         lrs = self._inner_lrs(self.lrs)
-        for k in range(steps + 1):
+        for k in range(steps + 1 if last else steps):
             batch = self._sample(tasks, params, per_task=k > 0, seed=seeds[k], episodes=episodes)
             raw.append(batch)
             if k < steps:
@@ -527,7 +539,9 @@ class MAMLAgent(MetaAgent):
                 with self._timed("inner"):
                     params = {n: p.detach() for n, p in
                               inner_step(self.policy, start, prepared[-1], lrs, False).items()}
-        return raw, prepared
+        if params is None:
+            params = {n: p.detach() for n, p in expand_params(self.theta, len(tasks)).items()}
+        return raw, prepared, params
 
     # -- one meta-iteration ----------------------------------------------------------------
     def train_iteration(self, iteration: int) -> dict[str, float]:
@@ -541,7 +555,8 @@ class MAMLAgent(MetaAgent):
         self._phase_s = {}
         t0 = time.perf_counter()
         try:
-            raw, train_batches = self._adapt_and_sample(tasks, K, cfg.episodes_per_task, seeds)
+            raw, train_batches, adapted = self._adapt_and_sample(
+                tasks, K, cfg.episodes_per_task, seeds, last=self.validation_rollouts)
         except FloatingPointError as exc:  # e.g. NaN rewards: the baseline cannot be fitted
             return self._skip(iteration, f"inner loop not finite ({exc})")
         t_sample = time.perf_counter() - t0
@@ -552,16 +567,17 @@ class MAMLAgent(MetaAgent):
             succ = batch.episode_success()
             if succ is not None:
                 metrics[key.replace("return", "success")] = float(succ.mean())
-        metrics["return/post"] = metrics[f"return/post_{K}" if K else "return/pre"]
+        metrics["return/post"] = metrics[f"return/post_{len(raw) - 1}" if len(raw) > 1
+                                         else "return/pre"]
         env_steps = sum(b.num_steps for b in raw)
 
         t1 = time.perf_counter()
-        info = self._meta_update(raw[-1], train_batches, iteration)
+        info = self.meta_update(iteration, raw, train_batches, adapted)
         t_update = time.perf_counter() - t1
         metrics.update({k: v for k, v in info.items()})
         phases = self._phase_s
         # sample_s / update_s: wall-clock of the two halves of the iteration; the phase
-        # timers split them into sampling, inner loop, outer (TRPO) update and transfers.
+        # timers split them into sampling, inner loop, outer update and transfers.
         metrics.update({"time/sample_s": t_sample, "time/update_s": t_update,
                         "time/phase_sampling_s": phases.get("sample", 0.0),
                         "time/phase_inner_s": phases.get("inner", 0.0),
@@ -569,17 +585,104 @@ class MAMLAgent(MetaAgent):
                         "time/phase_transfer_s": phases.get("transfer", 0.0),
                         "env_steps": float(env_steps),
                         "env_steps_per_s": env_steps / max(phases.get("sample", t_sample), 1e-9)})
-        if self.learn_lr:
-            metrics["inner_lr/mean"] = float(torch.cat([v.detach().flatten() for v in
-                                                        self.lrs.values()]).mean())
         return metrics
 
-    def _meta_update(self, valid_raw: EpisodeBatch, train_batches: list[TaskBatch],
-                     iteration: int) -> dict[str, float]:
+    @abstractmethod
+    def meta_update(self, iteration: int, raw: list[EpisodeBatch],
+                    train_batches: list[TaskBatch], adapted: Params) -> dict[str, float]:
+        """Update θ from a meta-batch: its raw batches (one per inner step, plus the
+        validation batch with :attr:`validation_rollouts`), the prepared batches the inner
+        steps used, and the adapted per-task parameters ``(B, ...)``. Returns metrics."""
+
+    def _skip(self, iteration: int, why: str) -> dict[str, float]:
+        self.skipped += 1
+        warnings.warn(f"{self.name}: iteration {iteration}: {why}; skipping the update and "
+                      "keeping the last good parameters", RuntimeWarning, stacklevel=3)
+        return {"skipped": 1.0, "accepted": 0.0, "kl": float("nan")}
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"theta": {k: v.detach().cpu() for k, v in self.theta.items()},
+                "lrs": {k: v.detach().cpu() for k, v in self.lrs.items()},
+                "skipped": self.skipped}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for group in ("theta", "lrs"):
+            ours, theirs = getattr(self, group), state.get(group)
+            if not isinstance(theirs, Mapping) or set(theirs) != set(ours):
+                raise CheckpointError(f"checkpoint parameters {sorted(theirs or {})} do not match "
+                                      f"this policy's {sorted(ours)}")
+            for k, v in theirs.items():
+                if tuple(v.shape) != tuple(ours[k].shape):
+                    raise CheckpointError(f"checkpoint tensor {group}.{k} has shape "
+                                          f"{tuple(v.shape)}, the policy needs {tuple(ours[k].shape)}")
+        self.theta = {k: v.to(self.device).requires_grad_(True) for k, v in state["theta"].items()}
+        self.lrs = {k: v.to(self.device) for k, v in state["lrs"].items()}
+        self.skipped = int(state.get("skipped", 0))
+
+    # -- evaluation --------------------------------------------------------------------------
+    def evaluate_adaptation(self, tasks: Sequence[Task], budget: int, episodes: int,
+                            seed: int) -> AdaptationResult:
+        """Mean return per task after 0..``budget`` inner steps, each step using
+        ``episodes`` fresh episodes per task (sampled with the current adapted policy)."""
+        cfg = self.config
+        returns = np.zeros((budget + 1, len(tasks)))
+        success = np.zeros((budget + 1, len(tasks)))
+        has_success = False
+        chunk = max(1, cfg.eval_chunk)
+        for start in range(0, len(tasks), chunk):
+            sub = list(tasks[start:start + chunk])
+            seeds = [_seed(seed, start, k) for k in range(budget + 1)]
+            raw, _, _ = self._adapt_and_sample(sub, budget, episodes, seeds)
+            for k, batch in enumerate(raw):
+                per_col = batch.episode_returns()[0]
+                returns[k, start:start + len(sub)] = per_col.view(len(sub), episodes).mean(1).numpy()
+                succ = batch.episode_success()
+                if succ is not None:
+                    has_success = True
+                    success[k, start:start + len(sub)] = succ[0].view(len(sub), episodes).mean(1).numpy()
+        return AdaptationResult(budgets=list(range(budget + 1)),
+                                episodes=[float(k * episodes) for k in range(budget + 1)],
+                                returns=returns, success=success if has_success else None,
+                                budget_unit=self.budget_unit)
+
+    def close(self) -> None:
+        self.sampler.close()
+
+
+class MAMLAgent(InnerLoopAgent):
+    """MAML-RL: the inner loop above, and a TRPO outer step through it."""
+
+    name = "maml"
+    progress_keys = {"pre": "return/pre", "post": "return/post", "kl": "kl"}
+
+    # -- meta-parameters (Meta-SGD adds the inner rates, CAVIA leaves out its context) ----
+    def meta_parameters(self) -> list[torch.Tensor]:
+        """What TRPO optimizes: θ."""
+        return list(self.theta.values())
+
+    def _split(self, flat: list[torch.Tensor]) -> tuple[Params, Params]:
+        """Meta-parameters -> (θ, inner rates)."""
+        return dict(zip(self.theta, flat, strict=True)), self.lrs
+
+    def _set_meta_parameters(self, flat: list[torch.Tensor]) -> None:
+        theta, _ = self._split(flat)
+        self.theta = {k: v.detach().requires_grad_(True) for k, v in theta.items()}
+
+    def _fisher_vp(self, meta: list[torch.Tensor], theta: Params, lrs: Params, trace: Trace,
+                   adapted: Params, valid: TaskBatch, old_dist: Dist) -> FisherVP:
+        """Products with the Hessian of the mean KL w.r.t. the meta-parameters."""
+        cfg = self.config
+        return maml_kl_hvp(self.policy, theta, self._inner_lrs(lrs), trace, adapted, valid,
+                           old_dist, cfg.cg_damping, second_order=not cfg.first_order)
+
+    # -- the outer step ----------------------------------------------------------------------
+    def meta_update(self, iteration: int, raw: list[EpisodeBatch],
+                    train_batches: list[TaskBatch], adapted: Params) -> dict[str, float]:
         """TRPO on the meta-parameters; skip the iteration (keep the last good parameters)
         when anything is not finite."""
         try:
-            valid = self._prepare(valid_raw)
+            valid = self._prepare(raw[-1])
         except FloatingPointError as exc:
             return self._skip(iteration, f"advantages not finite ({exc})")
         with self._timed("outer"):
@@ -597,9 +700,7 @@ class MAMLAgent(MetaAgent):
                             num_tasks=valid.obs.shape[0])
             old_dist = tuple(d.detach() for d in batched_dist(self.policy, adapted, valid.obs))
             loss, _ = outer_loss_and_kl(self.policy, adapted, valid, old_dist)
-        fvp = maml_kl_hvp(self.policy, theta, self._inner_lrs(lrs), trace, adapted, valid,
-                          old_dist, cfg.cg_damping, learn_lr=self.learn_lr,
-                          second_order=not cfg.first_order, log_lr=self.log_lr)
+        fvp = self._fisher_vp(meta, theta, lrs, trace, adapted, valid, old_dist)
 
         def evaluate(candidate: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
             th, lr = self._split(candidate)
@@ -614,68 +715,9 @@ class MAMLAgent(MetaAgent):
             return self._skip(iteration, "loss or meta-gradient not finite")
         if not all(torch.isfinite(p).all() for p in new):
             return self._skip(iteration, "updated parameters not finite")
-        theta, lrs = self._split(new)
-        self.theta = {k: v.detach().requires_grad_(True) for k, v in theta.items()}
-        if self.learn_lr:
-            self.lrs = {k: v.detach().requires_grad_(True) for k, v in lrs.items()}
+        self._set_meta_parameters(new)
         info["skipped"] = 0.0
         return info
-
-    def _skip(self, iteration: int, why: str) -> dict[str, float]:
-        self.skipped += 1
-        warnings.warn(f"{self.name}: iteration {iteration}: {why}; skipping the update and "
-                      "keeping the last good parameters", RuntimeWarning, stacklevel=3)
-        return {"skipped": 1.0, "accepted": 0.0, "kl": float("nan")}
-
-    # -- checkpoints -------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {"theta": {k: v.detach().cpu() for k, v in self.theta.items()},
-                "lrs": {k: v.detach().cpu() for k, v in self.lrs.items()},
-                "skipped": self.skipped, "learn_lr": self.learn_lr}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        for group in ("theta", "lrs"):
-            ours, theirs = getattr(self, group), state.get(group)
-            if not isinstance(theirs, Mapping) or set(theirs) != set(ours):
-                raise CheckpointError(f"checkpoint parameters {sorted(theirs or {})} do not match "
-                                      f"this policy's {sorted(ours)}")
-            for k, v in theirs.items():
-                if tuple(v.shape) != tuple(ours[k].shape):
-                    raise CheckpointError(f"checkpoint tensor {group}.{k} has shape "
-                                          f"{tuple(v.shape)}, the policy needs {tuple(ours[k].shape)}")
-        self.theta = {k: v.to(self.device).requires_grad_(True) for k, v in state["theta"].items()}
-        self.lrs = {k: v.to(self.device).requires_grad_(self.learn_lr)
-                    for k, v in state["lrs"].items()}
-        self.skipped = int(state.get("skipped", 0))
-
-    # -- evaluation --------------------------------------------------------------------------
-    def evaluate_adaptation(self, tasks: Sequence[Task], budget: int, episodes: int,
-                            seed: int) -> AdaptationResult:
-        """Mean return per task after 0..``budget`` inner steps, each step using
-        ``episodes`` fresh episodes per task (sampled with the current adapted policy)."""
-        cfg = self.config
-        returns = np.zeros((budget + 1, len(tasks)))
-        success = np.zeros((budget + 1, len(tasks)))
-        has_success = False
-        chunk = max(1, cfg.eval_chunk)
-        for start in range(0, len(tasks), chunk):
-            sub = list(tasks[start:start + chunk])
-            seeds = [_seed(seed, start, k) for k in range(budget + 1)]
-            raw, _ = self._adapt_and_sample(sub, budget, episodes, seeds)
-            for k, batch in enumerate(raw):
-                per_col = batch.episode_returns()[0]
-                returns[k, start:start + len(sub)] = per_col.view(len(sub), episodes).mean(1).numpy()
-                succ = batch.episode_success()
-                if succ is not None:
-                    has_success = True
-                    success[k, start:start + len(sub)] = succ[0].view(len(sub), episodes).mean(1).numpy()
-        return AdaptationResult(budgets=list(range(budget + 1)),
-                                episodes=[float(k * episodes) for k in range(budget + 1)],
-                                returns=returns, success=success if has_success else None,
-                                budget_unit="inner steps")
-
-    def close(self) -> None:
-        self.sampler.close()
 
 
 def meta_gradient(module: torch.nn.Module, theta: Params, lrs: Mapping[str, Any],
@@ -692,7 +734,8 @@ register_agent("maml", MAMLAgent, MAMLConfig,
                description="MAML-RL (Finn et al. 2017): VPG inner loop, TRPO outer loop",
                default_preset="maml_default")
 
-__all__ = ["MAMLAgent", "MAMLConfig", "TaskBatch", "Trace", "adapt", "conjugate_gradient",
-           "flat_grad", "inner_losses", "inner_step", "kl_hvp", "maml_kl_hvp", "meta_gradient",
+__all__ = ["InnerLoopAgent", "InnerLoopConfig", "MAMLAgent", "MAMLConfig", "TaskBatch", "Trace",
+           "adapt", "conjugate_gradient", "flat_grad", "inner_losses", "inner_step", "kl_hvp",
+           "maml_kl_hvp", "meta_gradient",
            "outer_loss_and_kl", "per_task_mean", "prepare_batch", "step_weights", "task_major",
            "trpo_step"]

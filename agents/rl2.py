@@ -23,13 +23,10 @@ the end of the previous one, exactly as if the padding did not exist.
 
 from __future__ import annotations
 
-import io
 import math
-import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -39,14 +36,12 @@ import torch.nn as nn
 from torch.distributions import Categorical, Distribution, Normal
 
 from metarl.advantages import gae
-from metarl.atomic import atomic_write_bytes
-from metarl.config import RunConfig, config_to_dict, make_config
+from metarl.agent import AdaptationResult, MetaAgent, register_agent
+from metarl.config import RunConfig
 from metarl.distributed import make_sampler
 from metarl.errors import CheckpointError, ConfigError
-from metarl.evaluation import AdaptationResult
 from metarl.family import TaskFamily
 from metarl.rollout import EpisodeBatch, Policy, StepContext
-from metarl.runs import MetaAgent, register_agent
 from metarl.task import Task
 
 # --------------------------------------------------------------------------------------
@@ -69,16 +64,6 @@ class RL2Config(RunConfig):
     fresh_tasks: bool = False
     #: GRU width.
     hidden_size: int = 128
-    #: the value function reads its own GRU instead of sharing the policy's (the
-    #: value loss then cannot use up memory the policy needs).
-    separate_value: bool = False
-    #: width of a tanh hidden layer in each head, which reads the GRU output *and* the
-    #: step's input (0: linear heads on the GRU output alone). Lets the head pick out
-    #: what memory says about the current state instead of the GRU re-encoding it.
-    head_hidden: int = 0
-    #: also feed the previous observation, so that a reward arrives with the state and
-    #: action that earned it (the GRU need not carry s_{t-1} one step to pair them).
-    prev_obs_input: bool = False
     #: also feed the pair code vec([1, o_{t-1}] ⊗ a_{t-1}) and r_{t-1} times it. For
     #: one-hot states and actions that marks the action's slot and the (state, action)
     #: slot, and places the reward in them, so storing "what did arm a / (s, a) pay" is
@@ -114,12 +99,14 @@ class RL2Config(RunConfig):
     #: Gaussian head: initial log-std in normalized action units.
     init_log_std: float = -0.5
 
+    #: keys removed (no preset or benchmark used them), at the one value old runs hold.
+    retired: ClassVar[dict[str, Any]] = {"separate_value": False, "head_hidden": 0,
+                                         "prev_obs_input": False}
+
     def validate(self) -> None:
         super().validate()
         if self.episodes_per_trial < 1 or self.trials_per_iter < 1 or self.hidden_size < 1:
             raise ConfigError("episodes_per_trial, trials_per_iter and hidden_size must be >= 1")
-        if self.head_hidden < 0:
-            raise ConfigError(f"head_hidden must be >= 0 (0: linear heads), got {self.head_hidden}")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
             raise ConfigError("gamma and gae_lambda must lie in [0, 1]")
         if self.aux_coef < 0:
@@ -140,27 +127,24 @@ def _layer_init(layer: nn.Linear, std: float) -> nn.Linear:
     return layer
 
 
-class RL2Policy(nn.Module):
-    """GRU policy and value function for one observation / action space.
+class TrialMemory(nn.Module):
+    """A GRU over the steps of a trial, reset only between trials: RL²'s policy trunk,
+    VariBAD's encoder.
 
     Input at step t: ``[obs_t, a_{t-1}, r_{t-1}, d_t]`` where ``a`` is one-hot for a
     ``Discrete`` space (all zeros at the start of a trial) and scaled to [-1, 1] for a
     ``Box``; ``d_t = 1`` when step t starts a new episode inside the trial (the
-    previous step ended an episode); with ``prev_obs_input``, ``obs_{t-1}`` follows
-    ``obs_t``; with ``pair_input``, ``vec([1, obs_{t-1}] ⊗ a_{t-1})`` and ``r_{t-1}`` times
-    it follow ``d_t``; with ``time_input``, the fractions of the episode and of the trial left
-    (:func:`time_left`) come last. The GRU trunk is shared by both heads, unless
-    ``separate_value``: then the value head reads a second GRU of the same inputs. The
-    heads are linear on the GRU output, or with ``head_hidden > 0`` one tanh layer on
-    [GRU output, step input]. With ``predictor``, a third head (:meth:`predict`) reads
-    [GRU output, action] for the prediction loss; acting never uses it.
+    previous step ended an episode); with ``pair_input``, ``vec([1, obs_{t-1}] ⊗ a_{t-1})``
+    and ``r_{t-1}`` times it follow ``d_t``; with ``time_input``, the fractions of the
+    episode and of the trial left (:func:`time_left`) come last. Subclasses add the heads:
+    :meth:`distribution` and :meth:`value` read the GRU output and the step's input.
     """
 
+    discrete: bool
+
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
-                 hidden_size: int = 128, init_log_std: float = -0.5,
-                 separate_value: bool = False, head_hidden: int = 0,
-                 prev_obs_input: bool = False, time_input: bool = False,
-                 pair_input: bool = False, predictor: bool = False) -> None:
+                 hidden_size: int = 128, time_input: bool = False,
+                 pair_input: bool = False) -> None:
         super().__init__()
         self.obs_dim = int(np.prod(observation_space.shape))
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
@@ -175,28 +159,17 @@ class RL2Policy(nn.Module):
         else:
             raise TypeError(f"RL² supports Discrete and bounded Box actions, got {action_space}")
         self.hidden_size = int(hidden_size)
-        self.prev_obs_input = bool(prev_obs_input)
         self.time_input = bool(time_input)
         self.pair_input = bool(pair_input)
-        self.input_dim = (self.obs_dim * (2 if self.prev_obs_input else 1) + self.act_dim + 2
+        self.input_dim = (self.obs_dim + self.act_dim + 2
                           + (2 * (self.obs_dim + 1) * self.act_dim if self.pair_input else 0)
                           + (2 if self.time_input else 0))
         self.gru = self._make_gru()
-        self.value_gru = self._make_gru() if separate_value else None
-        self.head_hidden = int(head_hidden)
-        # Small actor init: start near-uniform / near-zero-mean (CleanRL's recipe).
-        self.actor = self._make_head(self.act_dim, 0.01)
-        self.critic = self._make_head(1, 1.0)
-        if not self.discrete:
-            self.log_std = nn.Parameter(torch.full((self.act_dim,), float(init_log_std)))
-        self.predictor = nn.Sequential(
-            _layer_init(nn.Linear(self.hidden_size + self.act_dim, 128), math.sqrt(2)), nn.Tanh(),
-            _layer_init(nn.Linear(128, 1 + self.obs_dim), 1.0)) if predictor else None
 
     @property
     def needs_prev_obs(self) -> bool:
         """Whether :meth:`features` reads the previous observation."""
-        return self.prev_obs_input or self.pair_input
+        return self.pair_input
 
     def _make_gru(self) -> nn.GRU:
         gru = nn.GRU(self.input_dim, self.hidden_size)
@@ -207,13 +180,6 @@ class RL2Policy(nn.Module):
                 nn.init.zeros_(p)
         return gru
 
-    def _make_head(self, out_dim: int, out_std: float) -> nn.Module:
-        if self.head_hidden == 0:
-            return _layer_init(nn.Linear(self.hidden_size, out_dim), out_std)
-        return nn.Sequential(
-            _layer_init(nn.Linear(self.hidden_size + self.input_dim, self.head_hidden), math.sqrt(2)),
-            nn.Tanh(), _layer_init(nn.Linear(self.head_hidden, out_dim), out_std))
-
     # ---- inputs ----------------------------------------------------------------------
     def features(self, obs: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor,
                  done_flag: torch.Tensor, has_prev: torch.Tensor,
@@ -223,7 +189,7 @@ class RL2Policy(nn.Module):
 
         ``has_prev`` is False at the first step of a trial, where there is no previous
         action (the sampler passes action 0 there, which must not look like arm 0).
-        ``prev_obs`` (needed with ``prev_obs_input`` or ``pair_input``) is the observation
+        ``prev_obs`` (needed with ``pair_input``) is the observation
         at the last real step before this one; ``time_frac (..., 2)`` (needed with
         ``time_input``) is :func:`time_left` of the step.
         """
@@ -236,8 +202,6 @@ class RL2Policy(nn.Module):
             if prev_obs is None:
                 raise ValueError("this policy reads the previous observation: pass prev_obs")
             prev_obs = prev_obs.reshape(*lead, self.obs_dim).float() * keep
-        if self.prev_obs_input:
-            parts.append(prev_obs)
         reward = prev_reward.float().unsqueeze(-1)
         parts += [act, reward, done_flag.float().unsqueeze(-1)]
         if self.pair_input:
@@ -251,18 +215,23 @@ class RL2Policy(nn.Module):
             parts.append(time_frac.float())
         return torch.cat(parts, dim=-1)
 
-    # ---- heads -----------------------------------------------------------------------
-    def head_input(self, hidden: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """What the heads read: the GRU output ``(..., hidden)``, joined by the step's
-        input ``x (..., input_dim)`` when the heads have a hidden layer."""
-        return hidden if self.head_hidden == 0 else torch.cat([hidden, x], dim=-1)
+    # ---- heads (subclasses) --------------------------------------------------------------
+    def distribution(self, hidden: torch.Tensor, x: torch.Tensor) -> Distribution:
+        """Action distribution at GRU outputs ``hidden (..., hidden)`` and step inputs
+        ``x (..., input_dim)``."""
+        raise NotImplementedError
 
-    def distribution(self, head_in: torch.Tensor) -> Distribution:
-        """Action distribution from :meth:`head_input` ``(..., head input)``."""
-        out = self.actor(head_in)
+    def value(self, hidden: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """State value ``(...)`` at GRU outputs ``hidden`` and step inputs ``x``."""
+        raise NotImplementedError
+
+    def action_distribution(self, out: torch.Tensor, log_std: torch.Tensor | None
+                            ) -> Distribution:
+        """Categorical logits, or a Gaussian of mean ``out`` and ``log_std``, both in
+        normalized action units (scaled to the action space here)."""
         if self.discrete:
             return Categorical(logits=out)
-        std = self.log_std.exp().expand_as(out)
+        std = log_std.exp().expand_as(out)
         return Normal(out * self.act_scale, std * self.act_scale)
 
     def log_prob(self, dist: Distribution, actions: torch.Tensor) -> torch.Tensor:
@@ -273,9 +242,6 @@ class RL2Policy(nn.Module):
     def entropy(self, dist: Distribution) -> torch.Tensor:
         return dist.entropy() if self.discrete else dist.entropy().sum(-1)
 
-    def value(self, head_in: torch.Tensor) -> torch.Tensor:
-        return self.critic(head_in).squeeze(-1)
-
     def action_code(self, actions: torch.Tensor, lead: torch.Size | None = None) -> torch.Tensor:
         """Actions with leading shape ``lead`` (default: the first two dims, ``(T, n)``) as
         the network reads them, ``(*lead, act_dim)``: one-hot, or scaled to [-1, 1]."""
@@ -283,6 +249,64 @@ class RL2Policy(nn.Module):
             return nn.functional.one_hot(actions.long(), self.act_dim).float()
         lead = actions.shape[:2] if lead is None else lead
         return (actions.reshape(*lead, self.act_dim).float() / self.act_scale).clamp(-1, 1)
+
+    # ---- recurrence --------------------------------------------------------------------
+    def initial_state(self, n: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """The state every trial starts from: zeros ``(n, hidden)``."""
+        return torch.zeros(n, self.hidden_size, device=device)
+
+    def step(self, x: torch.Tensor, h: torch.Tensor, active: torch.Tensor | None = None
+             ) -> torch.Tensor:
+        """One step of the GRU for ``(n, input_dim)`` inputs; columns with
+        ``active == False`` keep their state (padding rows after an early termination are
+        invisible)."""
+        out, _ = self.gru(x.unsqueeze(0), h.unsqueeze(0))
+        h_new = out.squeeze(0)
+        if active is not None:
+            h_new = torch.where(active.unsqueeze(-1), h_new, h)
+        return h_new
+
+    def unroll(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Outputs ``(T, n, hidden)`` of the GRU over whole trials ``x (T, n, input_dim)``
+        from a zero state. Without padding the fused sequence kernel runs; with padding the
+        state is frozen on masked rows, step by step, like :meth:`step` during sampling."""
+        h = self.initial_state(x.shape[1], x.device)
+        if bool((mask > 0).all()):
+            out, _ = self.gru(x, h.unsqueeze(0))
+            return out
+        outs = []
+        active = mask > 0
+        for t in range(x.shape[0]):
+            h = self.step(x[t], h, active[t])
+            outs.append(h)
+        return torch.stack(outs)
+
+
+class RL2Policy(TrialMemory):
+    """RL²'s policy and value function: linear heads on the GRU output (the step's input
+    reaches them only through the GRU). With ``predictor``, a third head
+    (:meth:`predict`) reads [GRU output, action] for the prediction loss; acting never
+    uses it."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space,
+                 hidden_size: int = 128, init_log_std: float = -0.5,
+                 time_input: bool = False, pair_input: bool = False,
+                 predictor: bool = False) -> None:
+        super().__init__(observation_space, action_space, hidden_size, time_input, pair_input)
+        # Small actor init: start near-uniform / near-zero-mean (CleanRL's recipe).
+        self.actor = _layer_init(nn.Linear(self.hidden_size, self.act_dim), 0.01)
+        self.critic = _layer_init(nn.Linear(self.hidden_size, 1), 1.0)
+        if not self.discrete:
+            self.log_std = nn.Parameter(torch.full((self.act_dim,), float(init_log_std)))
+        self.predictor = nn.Sequential(
+            _layer_init(nn.Linear(self.hidden_size + self.act_dim, 128), math.sqrt(2)), nn.Tanh(),
+            _layer_init(nn.Linear(128, 1 + self.obs_dim), 1.0)) if predictor else None
+
+    def distribution(self, hidden: torch.Tensor, x: torch.Tensor | None = None) -> Distribution:
+        return self.action_distribution(self.actor(hidden), getattr(self, "log_std", None))
+
+    def value(self, hidden: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        return self.critic(hidden).squeeze(-1)
 
     def predict(self, hidden: torch.Tensor, actions: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -306,47 +330,6 @@ class RL2Policy(nn.Module):
                   / next_ok.sum().clamp(min=1.0))
         return r_loss, o_loss
 
-    def trial_values(self, x: torch.Tensor, mask: torch.Tensor, hidden: torch.Tensor
-                     ) -> torch.Tensor:
-        """Values ``(T, n)`` of whole trials: the value head on the policy's GRU outputs
-        ``hidden``, or on the value GRU's own unroll of ``x`` when it has one."""
-        if self.value_gru is not None:
-            hidden = self.unroll(x, mask, self.value_gru)
-        return self.value(self.head_input(hidden, x))
-
-    # ---- recurrence --------------------------------------------------------------------
-    def initial_state(self, n: int, device: torch.device | str | None = None) -> torch.Tensor:
-        """The state every trial starts from: zeros ``(n, hidden)``."""
-        return torch.zeros(n, self.hidden_size, device=device)
-
-    def step(self, x: torch.Tensor, h: torch.Tensor, active: torch.Tensor | None = None,
-             gru: nn.GRU | None = None) -> torch.Tensor:
-        """One step of the policy's GRU (or ``gru``) for ``(n, input_dim)`` inputs;
-        columns with ``active == False`` keep their state (padding rows after an early
-        termination are invisible)."""
-        out, _ = (self.gru if gru is None else gru)(x.unsqueeze(0), h.unsqueeze(0))
-        h_new = out.squeeze(0)
-        if active is not None:
-            h_new = torch.where(active.unsqueeze(-1), h_new, h)
-        return h_new
-
-    def unroll(self, x: torch.Tensor, mask: torch.Tensor, gru: nn.GRU | None = None
-               ) -> torch.Tensor:
-        """Outputs ``(T, n, hidden)`` of the policy's GRU (or ``gru``) over whole trials
-        ``x (T, n, input_dim)`` from a zero state. Without padding the fused sequence
-        kernel runs; with padding the state is frozen on masked rows, step by step, like
-        :meth:`step` during sampling."""
-        gru = self.gru if gru is None else gru
-        h = self.initial_state(x.shape[1], x.device)
-        if bool((mask > 0).all()):
-            out, _ = gru(x, h.unsqueeze(0))
-            return out
-        outs = []
-        active = mask > 0
-        for t in range(x.shape[0]):
-            h = self.step(x[t], h, active[t], gru)
-            outs.append(h)
-        return torch.stack(outs)
 
 
 # --------------------------------------------------------------------------------------
@@ -411,7 +394,7 @@ def prediction_targets(batch: EpisodeBatch, done_flag: torch.Tensor
     return next_obs, next_ok
 
 
-def make_actor(policy: RL2Policy, deterministic: bool = False,
+def make_actor(policy: TrialMemory, deterministic: bool = False,
                record: list[torch.Tensor] | None = None,
                horizon: int | None = None, episodes_per_trial: int | None = None) -> Policy:
     """The callable :meth:`Sampler.sample` steps: keeps one GRU state per column, reset
@@ -442,7 +425,7 @@ def make_actor(policy: RL2Policy, deterministic: bool = False,
             state["prev_obs"] = torch.where(active, obs, state["prev_obs"])
         if record is not None:
             record.append(state["h"].clone())
-        dist = policy.distribution(policy.head_input(state["h"], x))
+        dist = policy.distribution(state["h"], x)
         if deterministic:
             action = dist.probs.argmax(-1) if policy.discrete else dist.mean
         else:
@@ -478,21 +461,21 @@ class ReplayOut:
 class RL2(MetaAgent):
     """RL² meta-learner: PPO on a GRU policy over trials of ``episodes_per_trial`` episodes.
 
-    Usable directly from Python or through ``metarl train rl2``::
+    Trained like every agent, by ``metarl train rl2`` or from Python::
 
-        fam = metarl.make_family("metarl/Bandit-v0", arms=5, pulls=10)
-        cfg = RL2Config(family=fam.id, family_kwargs={"arms": 5, "pulls": 10},
-                        episodes_per_trial=1, fresh_tasks=True, num_iterations=200)
-        agent = RL2(cfg, fam)
-        agent.train()
-        returns = agent.evaluate(fam.split(0, 1000, seed=0).test)["returns"]  # (K, 1000)
+        from metarl.runs import create_run, train_run
+        run = create_run("rl2", preset="rl2_bandit_k5_n10", out="runs/bandit")
+        agent = train_run(run)
+        curve = agent.evaluate_adaptation(run.test_tasks, budget=1, episodes=1, seed=0)
     """
 
+    name = "rl2"
+    budget_unit = "episodes"
     progress_keys: ClassVar[dict[str, str]] = {"R": "trial_return", "H": "entropy"}
 
     def __init__(self, config: RL2Config, family: TaskFamily,
-                 train_tasks: Sequence[Task] = (), test_tasks: Sequence[Task] = ()) -> None:
-        super().__init__(config, family, train_tasks, test_tasks)
+                 train_tasks: Sequence[Task] = ()) -> None:
+        super().__init__(config, family, train_tasks)
         cfg: RL2Config = config
         if not cfg.fresh_tasks and not self.train_tasks:
             raise ConfigError("RL² needs train tasks, or fresh_tasks=True to draw them from "
@@ -502,24 +485,21 @@ class RL2(MetaAgent):
         obs_space, act_space = env.observation_space, env.action_space
         env.close()
 
-        def build_policy() -> RL2Policy:
-            return RL2Policy(obs_space, act_space, cfg.hidden_size, cfg.init_log_std,
-                             cfg.separate_value, cfg.head_hidden, cfg.prev_obs_input,
-                             cfg.time_input, cfg.pair_input, predictor=cfg.aux_coef > 0)
-
-        self.policy = build_policy()
+        self.policy = self.build_policy(obs_space, act_space)
         self.device = torch.device(cfg.device)
         # Rollouts run on a CPU copy; updates on `device` (the same module when device is cpu).
         self.train_policy = self.policy
         if self.device.type != "cpu":
-            self.train_policy = build_policy().to(self.device)
+            self.train_policy = self.build_policy(obs_space, act_space).to(self.device)
             self.train_policy.load_state_dict(self.policy.state_dict())
-        self.optimizer = torch.optim.Adam(self.train_policy.parameters(), lr=cfg.lr, eps=1e-5)
+        self.optimizer = torch.optim.Adam(self.ppo_parameters(), lr=cfg.lr, eps=1e-5)
         self.sampler = make_sampler(family, workers=cfg.workers, ray_address=cfg.ray_address,
                                     engine=cfg.engine, family_kwargs=dict(cfg.family_kwargs))
-        self.iteration = 0
-        self.env_steps = 0
-        self.history: list[dict[str, float]] = []
+
+    def build_policy(self, observation_space: gym.Space, action_space: gym.Space) -> TrialMemory:
+        cfg = self.config
+        return RL2Policy(observation_space, action_space, cfg.hidden_size, cfg.init_log_std,
+                         cfg.time_input, cfg.pair_input, predictor=cfg.aux_coef > 0)
 
     # ---- sampling ----------------------------------------------------------------------
     def _tasks_for(self, iteration: int) -> list[Task]:
@@ -532,12 +512,15 @@ class RL2(MetaAgent):
         idx = rng.integers(len(self.train_tasks), size=n)
         return [self.train_tasks[i] for i in idx]
 
-    def sample(self, tasks: Sequence[Task], seed: int, deterministic: bool = False,
-               episodes_per_trial: int | None = None) -> EpisodeBatch:
-        """One trial per task, ``episodes_per_trial`` episodes each, with the CPU policy."""
+    def sample(self, tasks: Sequence[Task], seed: int, trials_per_task: int = 1,
+               episodes_per_trial: int | None = None, deterministic: bool = False
+               ) -> EpisodeBatch:
+        """``trials_per_task`` trials per task, ``episodes_per_trial`` episodes each, with
+        the CPU policy."""
         k = int(episodes_per_trial or self.config.episodes_per_trial)
         return self.sampler.sample(tasks, self.actor(k, deterministic),
-                                   episodes_per_task=1, episodes_per_trial=k, seed=seed)
+                                   episodes_per_task=trials_per_task, episodes_per_trial=k,
+                                   seed=seed)
 
     def actor(self, episodes_per_trial: int, deterministic: bool = False) -> Policy:
         """The sampling policy (CPU copy) for trials of ``episodes_per_trial`` episodes."""
@@ -545,7 +528,7 @@ class RL2(MetaAgent):
                           episodes_per_trial=episodes_per_trial)
 
     # ---- replay ------------------------------------------------------------------------
-    def replay(self, policy: RL2Policy, batch: EpisodeBatch, inputs: dict[str, torch.Tensor],
+    def replay(self, policy: TrialMemory, batch: EpisodeBatch, inputs: dict[str, torch.Tensor],
                cols: torch.Tensor | None = None) -> ReplayOut:
         """Re-run the GRU over whole trials (all columns, or ``cols``) from a zero state."""
         dev = next(policy.parameters()).device
@@ -562,17 +545,15 @@ class RL2(MetaAgent):
                             pick(inputs["has_prev"]), pick(inputs.get("prev_obs")),
                             pick(inputs.get("time_frac")))
         hidden = policy.unroll(x, mask)
-        dist = policy.distribution(policy.head_input(hidden, x))
+        dist = policy.distribution(hidden, x)
         return ReplayOut(policy.log_prob(dist, pick(batch.actions)), policy.entropy(dist),
-                         policy.trial_values(x, mask, hidden), hidden)
+                         policy.value(hidden, x), hidden)
 
     # ---- one PPO iteration ---------------------------------------------------------------
-    def train_iteration(self, iteration: int | None = None) -> dict[str, float]:
+    def train_iteration(self, iteration: int) -> dict[str, float]:
         """Sample ``trials_per_iter`` trials and run PPO epochs on them; return metrics.
         All randomness comes from ``(seed, iteration)``, so resuming is exact."""
-        if iteration is not None:
-            self.iteration = int(iteration)
-        cfg, it = self.config, self.iteration
+        cfg, it = self.config, int(iteration)
         t0 = time.perf_counter()
         batch = self.sample(self._tasks_for(it), seed=int(np.random.SeedSequence(
             [cfg.seed, 2, it]).generate_state(1)[0]))
@@ -639,7 +620,7 @@ class RL2(MetaAgent):
                     stats["aux_obs_loss"].append(o_loss.item())
                 self.optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.train_policy.parameters(), cfg.max_grad_norm)
+                nn.utils.clip_grad_norm_(self.ppo_parameters(), cfg.max_grad_norm)
                 self.optimizer.step()
                 with torch.no_grad():
                     stats["pg_loss"].append(pg_loss.item())
@@ -652,89 +633,60 @@ class RL2(MetaAgent):
                     if epoch == 0 and start == 0:
                         # before any update the replayed log-probs equal the sampling ones
                         stats["ratio0"].append(float((ratio - 1).abs().max().item()))
+        extra = self.after_ppo(batch, inputs, it)
         if self.train_policy is not self.policy:
             self.policy.load_state_dict({k: v.cpu() for k, v in
                                          self.train_policy.state_dict().items()})
 
         ep_returns = batch.episode_returns()  # (K, n)
-        self.iteration += 1
-        self.env_steps += batch.num_steps
         metrics = {
-            "env_steps": float(self.env_steps),
+            "env_steps": float(batch.num_steps),
             "trial_return": float(ep_returns.sum(0).mean()),
             **{f"return_ep{k + 1}": float(ep_returns[k].mean()) for k in range(len(ep_returns))},
             **{k: float(np.mean(v)) for k, v in stats.items() if v},
             "explained_var": float(1 - ((returns - values)[mask > 0].var()
                                         / returns[mask > 0].var().clamp(min=1e-8))),
             "lr": lr, "ent_coef": ent_coef,
-            "time_sample": t_sample, "time_total": time.perf_counter() - t0,
+            "time_sample": t_sample, "time_total": time.perf_counter() - t0, **extra,
         }
-        self.history.append(metrics)
         return metrics
 
-    def train(self, iterations: int | None = None,
-              log: Callable[[dict[str, float]], None] | None = None,
-              checkpoint: str | None = None, checkpoint_every: int = 50) -> list[dict[str, float]]:
-        """Run PPO iterations up to ``iterations`` (default ``config.num_iterations``) in
-        total, continuing from the current iteration (for Python use and the benchmarks;
-        ``metarl train`` drives :meth:`train_iteration` itself)."""
-        stop = int(iterations if iterations is not None else self.config.num_iterations)
-        while self.iteration < stop:
-            metrics = self.train_iteration()
-            if log is not None:
-                log(metrics)
-            if checkpoint and (self.iteration % checkpoint_every == 0 or self.iteration == stop):
-                self.save(checkpoint)
-        return self.history
+    def ppo_parameters(self) -> list[nn.Parameter]:
+        """What PPO optimizes: the whole policy (VariBAD: its heads, not the encoder)."""
+        return list(self.train_policy.parameters())
+
+    def after_ppo(self, batch: EpisodeBatch, inputs: dict[str, torch.Tensor],
+                  iteration: int) -> dict[str, float]:
+        """Runs after the PPO epochs on the iteration's batch (VariBAD trains its encoder
+        and decoder here); returns extra metrics."""
+        return {}
 
     # ---- evaluation --------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, tasks: Sequence[Task], episodes_per_trial: int | None = None,
-                 seed: int = 12345, deterministic: bool = False, chunk: int = 500
-                 ) -> dict[str, np.ndarray]:
-        """Run one trial per held-out task; no gradient step, only the GRU memory adapts.
-
-        Returns ``{"returns": (K, n_tasks), "success": (K, n_tasks) or absent}``:
-        row k is the return in episode k+1 of the trial.
-        """
-        rets, succ = [], []
-        for c, start in enumerate(range(0, len(tasks), chunk)):
-            batch = self.sample(tasks[start:start + chunk], seed=seed + c,
-                                deterministic=deterministic, episodes_per_trial=episodes_per_trial)
-            rets.append(batch.episode_returns().numpy())
-            s = batch.episode_success()
-            if s is not None:
-                succ.append(s.numpy())
-        out = {"returns": np.concatenate(rets, axis=1)}
-        if succ:
-            out["success"] = np.concatenate(succ, axis=1)
-        return out
-
     def evaluate_adaptation(self, tasks: Sequence[Task], budget: int, episodes: int,
-                            seed: int) -> AdaptationResult:
+                            seed: int, deterministic: bool = False) -> AdaptationResult:
         """The evaluator's RL² curve: return in episode 1..``budget`` of a trial on each
-        held-out task, averaged over ``episodes`` independent trials per task. Episode k
-        has k - 1 episodes of experience in the task before it (the shared x axis)."""
+        held-out task, averaged over ``episodes`` independent trials per task; no gradient
+        step, only the GRU memory adapts. Episode k has k - 1 episodes of experience in the
+        task before it (the shared x axis). ``deterministic`` acts with the mode."""
         k, per_task = max(int(budget), 1), max(int(episodes), 1)
-        batch = self.sampler.sample(tasks, self.actor(k), episodes_per_task=per_task,
-                                    episodes_per_trial=k, seed=seed)
+        batch = self.sample(tasks, seed, trials_per_task=per_task, episodes_per_trial=k,
+                            deterministic=deterministic)
         n = len(tasks)
         returns = batch.episode_returns().reshape(k, n, per_task).mean(-1).numpy()
         s = batch.episode_success()
         success = None if s is None else s.reshape(k, n, per_task).mean(-1).numpy()
         return AdaptationResult(budgets=list(range(1, k + 1)), episodes=[float(i) for i in
                                 range(k)], returns=returns, success=success,
-                                budget_unit="episodes")
+                                budget_unit=self.budget_unit)
 
     def close(self) -> None:
         self.sampler.close()
 
     # ---- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"config": config_to_dict(self.config), "family": self.family.id,
-                "policy": self.train_policy.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "iteration": self.iteration, "env_steps": self.env_steps,
-                "history": self.history}
+        return {"family": self.family.id, "policy": self.train_policy.state_dict(),
+                "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("family") != self.family.id:
@@ -747,28 +699,11 @@ class RL2(MetaAgent):
             raise CheckpointError(f"RL² checkpoint does not fit this policy ({exc})") from None
         if self.train_policy is not self.policy:
             self.policy.load_state_dict({k: v.cpu() for k, v in state["policy"].items()})
-        self.iteration = int(state["iteration"])
-        self.env_steps = int(state["env_steps"])
-        self.history = [dict(h) for h in state["history"]]
-
-    def save(self, path: str) -> None:
-        """Write a checkpoint atomically: a crash never leaves half a file."""
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        buf = io.BytesIO()
-        torch.save(self.state_dict(), buf)
-        atomic_write_bytes(Path(path), buf.getvalue())
-
-    @classmethod
-    def load(cls, path: str, family: TaskFamily, train_tasks: Sequence[Task] = ()) -> RL2:
-        """An agent restored from :meth:`save`'s file (config included)."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        agent = cls(make_config(RL2Config, state["config"]), family, train_tasks)
-        agent.load_state_dict(state)
-        return agent
 
 
 register_agent("rl2", RL2, RL2Config,
                description="RL²: GRU policy trained with PPO over multi-episode trials "
                            "(Duan et al. 2016)", default_preset="rl2_default")
 
-__all__ = ["RL2", "RL2Config", "RL2Policy", "make_actor", "time_left", "trial_inputs"]
+__all__ = ["RL2", "RL2Config", "RL2Policy", "TrialMemory", "make_actor", "time_left",
+           "trial_inputs"]

@@ -1,15 +1,20 @@
-"""MAML and Meta-SGD on PointNav2D in the MAML paper setting: held-out adaptation curve
-and wall-clock.
+"""MAML, Meta-SGD, Reptile and CAVIA on PointNav2D in the MAML paper setting: held-out
+adaptation curve and wall-clock.
 
 Setting (configs/maml_pointnav.yaml, configs/metasgd_pointnav.yaml): meta-batch 20 tasks,
 20 episodes per task, horizon 100, inner lr 0.1 (one VPG step with the linear baseline),
 TRPO outer step with max KL 0.01, 64x64 tanh Gaussian policy, GAE lambda 0.9 (ours; the
 paper does not give it, pytorch-maml-rl uses 1.0: ``--set gae_lambda=1.0 --tag gae1``);
-Meta-SGD's TRPO step moves log α (``log_inner_lr``); 70 meta-iterations (about 5.4M env
-steps). Targets (issue 4): after 1 inner step, mean held-out return >= -15.5, in <= 540 s
-of training wall-clock per run on a 2-core machine; Meta-SGD after 1 step >= MAML's.
+Meta-SGD's TRPO step moves log α (``log_inner_lr``); Reptile (configs/reptile_pointnav.yaml)
+takes 3 SGD inner steps per task and steps θ towards their mean; CAVIA
+(configs/cavia_pointnav.yaml) adapts a 5-entry context vector with inner lr 1.0. 70
+meta-iterations each (MAML, Meta-SGD, CAVIA: about 5.4M env steps; Reptile samples 3 batches
+per iteration instead of 2, about 8M: the JSON records each run's env steps). Targets
+(issue 4): after 1 inner step, mean held-out return >= -15.5, in <= 540 s of training
+wall-clock per run on a 2-core machine; Meta-SGD after 1 step >= MAML's. Every agent is
+paired with MAML task by task (``<agent>_minus_maml_1step``).
 
-    python benchmarks/maml_pointnav.py                      # 2 seeds x {maml, metasgd}
+    python benchmarks/maml_pointnav.py                      # 2 seeds x all four agents
     python benchmarks/maml_pointnav.py --agents maml --seeds 0 --iterations 5   # smoke
     python benchmarks/maml_pointnav.py --summarize          # merge per-run results only
     python benchmarks/maml_pointnav.py --set gae_lambda=1.0 --tag gae1   # an ablation
@@ -43,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from variants import add_variant_arguments, tagged, tagged_title, variant_options  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+AGENTS = ("maml", "metasgd", "reptile", "cavia")
 TARGET_RETURN_1STEP, TARGET_WALL_S = -15.5, 540.0
 
 
@@ -130,17 +136,17 @@ def pooled_curve(docs: list[dict], label: str) -> Curve:
                  n_tasks=len(per_task[0]), budget_unit=curves[0].budget_unit)
 
 
-def paired_difference(runs: list[dict], step: int) -> dict:
-    """Meta-SGD minus MAML after ``step`` inner steps, task by task within each seed (both
+def paired_difference(runs: list[dict], step: int, agent: str = "metasgd") -> dict:
+    """``agent`` minus MAML after ``step`` inner steps, task by task within each seed (both
     agents of a seed are evaluated on the same tasks with the same seed), pooled over seeds."""
     by_seed = {(d["agent"], d["seed"]): np.asarray(d["curve"]["per_task"][step]) for d in runs}
-    seeds = sorted(s for a, s in by_seed if a == "maml" and ("metasgd", s) in by_seed)
-    diffs = np.concatenate([by_seed["metasgd", s] - by_seed["maml", s] for s in seeds])
+    seeds = sorted(s for a, s in by_seed if a == "maml" and (agent, s) in by_seed)
+    diffs = np.concatenate([by_seed[agent, s] - by_seed["maml", s] for s in seeds])
     mean, ci = mean_ci95(diffs)
     return {"seeds": seeds, "mean": mean, "ci95": ci, "n_tasks_x_seeds": int(diffs.size)}
 
 
-def run_results(tag: str, agents: tuple[str, ...] = ("maml", "metasgd")) -> list[dict]:
+def run_results(tag: str, agents: tuple[str, ...] = AGENTS) -> list[dict]:
     """The per-run result files of a tag, agent by agent, seed by seed."""
     return [json.loads(p.read_text()) for agent in agents
             for p in sorted(RESULTS.glob(f"{result_prefix(tag)}_{agent}_s*.json"))]
@@ -156,7 +162,7 @@ def summarize_results(tag: str = "") -> dict:
                                  "train_wall_clock_s_max": TARGET_WALL_S},
                      "agents": {}}
     curves = []
-    for agent in ("maml", "metasgd"):
+    for agent in AGENTS:
         docs = [d for d in runs if d["agent"] == agent]
         if not docs:
             continue
@@ -186,25 +192,29 @@ def summarize_results(tag: str = "") -> dict:
         summary["metasgd_1step_ge_maml"] = bool(
             summary["agents"]["metasgd"]["return_by_step_mean"][1]
             >= summary["agents"]["maml"]["return_by_step_mean"][1])
-        summary["metasgd_minus_maml_1step"] = paired_difference(runs, step=1)
-    elif tag and "metasgd" in summary["agents"]:
-        # A Meta-SGD-only ablation (e.g. --set log_inner_lr=false): pair it with the
-        # preset's MAML runs, which such an override does not change.
-        preset_maml = run_results("", agents=("maml",))
-        if preset_maml:
-            summary["metasgd_minus_maml_1step"] = {
-                **paired_difference(runs + preset_maml, step=1), "maml_runs": "the preset's (no tag)"}
+    for agent in AGENTS[1:]:
+        if agent not in summary["agents"]:
+            continue
+        if "maml" in summary["agents"]:
+            summary[f"{agent}_minus_maml_1step"] = paired_difference(runs, 1, agent)
+        elif tag:
+            # An ablation of another agent (e.g. --set log_inner_lr=false): pair it with
+            # the preset's MAML runs, which such an override does not change.
+            preset_maml = run_results("", agents=("maml",))
+            if preset_maml:
+                summary[f"{agent}_minus_maml_1step"] = {
+                    **paired_difference(runs + preset_maml, 1, agent),
+                    "maml_runs": "the preset's (no tag)"}
     (RESULTS / f"{prefix}.json").write_text(json.dumps(summary, indent=1))
     if curves:
         plot_curves(curves, RESULTS / f"{prefix}.png",
-                    title=tagged_title("PointNav2D, held-out tasks: MAML vs Meta-SGD "
-                                       "(70 meta-iterations)", tag))
+                    title=tagged_title("PointNav2D, held-out tasks (70 meta-iterations)", tag))
     return summary
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--agents", nargs="*", default=["maml", "metasgd"],
+    ap.add_argument("--agents", nargs="*", default=list(AGENTS), choices=AGENTS,
                     help="agents to train (none: only the random-init curve)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--iterations", type=int, default=70)

@@ -33,7 +33,15 @@ from variants import add_variant_arguments, tagged, variant_options
 
 from metarl.evaluation import evaluate_run, mean_ci95
 from metarl.plotting import plot_runs
-from metarl.runs import CHECKPOINT_FILE, create_run, load_checkpoint, open_run, read_metrics, train_run
+from metarl.runs import (
+    CHECKPOINT_FILE,
+    create_run,
+    load_checkpoint,
+    open_run,
+    read_metrics,
+    set_execution,
+    train_run,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = RESULTS / "metaworld_runs"
@@ -49,14 +57,17 @@ def run_dir(agent: str, setup: str, seed: int, tag: str) -> Path:
 
 
 def train(agent: str, setup: str, seed: int, overrides: dict[str, Any], tag: str,
-          stop_after: int | None) -> None:
+          stop_after: int | None, execution: dict[str, Any]) -> None:
     path = run_dir(agent, setup, seed, tag)
     if (path / "config.yaml").is_file():
         print(f"[{path.name}] resuming")
-        train_run(open_run(path), resume=True, stop_after=stop_after)
+        run = open_run(path)
+        if execution:
+            run = set_execution(run, execution)
+        train_run(run, resume=True, stop_after=stop_after)
     else:
         run = create_run(agent, preset=f"{agent}_metaworld_{setup}",
-                         overrides={**overrides, "seed": seed}, out=path)
+                         overrides={**overrides, **execution, "seed": seed}, out=path)
         print(f"[{path.name}] new run, {run.config.num_iterations} iterations planned")
         train_run(run, stop_after=stop_after)
 
@@ -67,11 +78,9 @@ def score(path: Path) -> dict[str, Any]:
     iteration = int(load_checkpoint(path / CHECKPOINT_FILE)["iteration"]) + 1
     rows = read_metrics(path)
     curve = evaluate_run(path, random_baseline=False, plot=False)["curves"][0]
-    if run.spec.name == "rl2":  # RL² logs running totals
-        env_steps, wall = rows[-1]["env_steps"], sum(r["time_total"] for r in rows)
-    else:                        # MAML logs each iteration's own
-        env_steps = sum(r["env_steps"] for r in rows)
-        wall = sum(r["time/sample_s"] + r["time/update_s"] for r in rows)
+    env_steps = sum(r["env_steps"] for r in rows)  # every agent logs each iteration's own
+    wall = sum(r["time_total"] if "time_total" in r else r["time/sample_s"] + r["time/update_s"]
+               for r in rows)
     return {"run": path.name, "iterations": iteration,
             "planned_iterations": run.config.num_iterations, "env_steps": float(env_steps),
             "train_wall_s": float(wall), "budget_unit": curve.budget_unit,
@@ -96,17 +105,21 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--stop-after", type=int, default=None,
                         help="train at most this many iterations of each run now")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="sampling workers (the preset's 2 by default); results do not "
+                             "depend on it, so it needs no --tag")
     parser.add_argument("--evaluate", action="store_true",
                         help="only score the runs as they are (no training)")
     add_variant_arguments(parser, " in every run", "the run folders and result files",
                           "num_iterations=300")
     args = parser.parse_args()
     overrides, tag = variant_options(parser, args)
+    execution = {} if args.workers is None else {"workers": args.workers}
     if not args.evaluate:
         for setup in args.setups:
             for agent in args.agents:
                 for seed in args.seeds:
-                    train(agent, setup, seed, overrides, tag, args.stop_after)
+                    train(agent, setup, seed, overrides, tag, args.stop_after, execution)
     results: dict[str, Any] = {
         "versions": {"metaworld": importlib.metadata.version("metaworld"),
                      "mujoco": mujoco.__version__, "reward_function_version": "v2"},

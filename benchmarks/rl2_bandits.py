@@ -34,6 +34,7 @@ from rl2_common import (  # noqa: E402
     RESULTS,
     add_run_arguments,
     ci,
+    evaluate_trials,
     final_label,
     fmt,
     load_preset_config,
@@ -69,15 +70,16 @@ def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool =
     split = family.split(1000, instances, seed=cfg.split_seed)
     test = list(split.test)
     run_name = tagged(f"bandit_{name}", tag)
-    agent, evals = train_or_load(run_name, cfg, family, train,
-                                 eval_tasks=test[:200], eval_every=max(cfg.num_iterations // 20, 1),
-                                 allow_partial=partial)
+    trained, evals = train_or_load(run_name, f"rl2_bandit_{name}", overrides, train,
+                                   eval_tasks=test[:200],
+                                   eval_every=max(cfg.num_iterations // 20, 1),
+                                   allow_partial=partial)
     t0 = time.perf_counter()
-    # One episode = one trial; evaluate() seeds its chunks seed, seed + 1, ...
-    rl2 = np.mean([agent.evaluate(test, seed=seed + 1000 * j)["returns"].sum(0)
+    # One episode = one trial; evaluate_trials seeds its chunks seed, seed + 1, ...
+    rl2 = np.mean([evaluate_trials(trained.agent, test, seed=seed + 1000 * j).sum(0)
                    for j in range(trials)], axis=0)
     t_rl2 = time.perf_counter() - t0
-    agent.close()
+    trained.agent.close()
 
     rng = np.random.default_rng(seed)
     probs = bandit_probs(test)
@@ -101,7 +103,7 @@ def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool =
         base["bayes_optimal"] = run_bayes_optimal_bandit(repeated, n, rng, bayes).sum(1).reshape(
             -1, trials).mean(1)
     oracle = float(probs.max(1).mean() * n)
-    hist = agent.history
+    hist = trained.history
     png = plot_learning_curve(
         tagged_title(f"RL² on Bernoulli bandits, k={k}, n={n} (held-out: {instances})", tag),
         hist, evals,
@@ -109,15 +111,15 @@ def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool =
          f"UCB1 c={c_tuned:g} (held-out)": float(base["ucb1_tuned"].mean()),
          "RL² paper": PAPER[name]["rl2"], "random": float(base["random"].mean())},
         RESULTS / f"rl2_{run_name}_curve.png",
-        final=(final_label(agent, len(test)), float(rl2.mean())))
+        final=(final_label(trained, len(test)), float(rl2.mean())))
     return {
         "setup": name, "arms": k, "pulls": n, "instances": len(test), "trials_per_instance": trials,
         "preset": cfg.family,
         "source": source, "config": {kk: v for kk, v in vars(cfg).items()},
         "overrides": dict(overrides or {}), "tag": tag,
-        "iterations": agent.iteration, "planned_iterations": cfg.num_iterations,
-        "finished": agent.iteration >= cfg.num_iterations, "env_steps": agent.env_steps,
-        "train_wall_s": float(sum(h["time_total"] for h in hist)),
+        "iterations": trained.iteration, "planned_iterations": cfg.num_iterations,
+        "finished": trained.iteration >= cfg.num_iterations, "env_steps": trained.env_steps,
+        "train_wall_s": trained.train_wall_s,
         "eval_wall_s": t_rl2,
         "rl2": ci(rl2), **{kk: ci(v) for kk, v in base.items()},
         "ucb1_tuned_c": c_tuned, "oracle_best_arm": oracle,

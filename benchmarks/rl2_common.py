@@ -2,9 +2,10 @@
 figure, mean ± 95% CI, and the result JSON.
 
 The hyperparameters come from the preset in ``configs/`` (the same file ``metarl train rl2
---config NAME`` uses); the checkpoint lives in ``benchmarks/results/rl2_<name>.pt`` and
-is reused when it exists and was trained with the same config, so a benchmark reruns in
-seconds and retrains only with ``--train``.
+--config NAME`` uses); each benchmark run is an ordinary run folder,
+``benchmarks/results/rl2_runs/<name>`` (``metarl evaluate`` and ``metarl plot`` read it),
+reused when it has finished with the same config, so a benchmark reruns in seconds and
+trains (or continues an interrupted run) only with ``--train``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +22,15 @@ import torch
 from variants import add_variant_arguments
 
 from metarl.agents.rl2 import RL2, RL2Config
-from metarl.config import resolve_config, same_results_config
+from metarl.config import config_to_dict, resolve_config, same_results_config
 from metarl.evaluation import mean_ci95
 from metarl.family import TaskFamily
 from metarl.registry import make_family
+from metarl.runs import CHECKPOINT_FILE, create_run, open_run, read_metrics, train_run
 from metarl.task import Task
 
 RESULTS = Path(__file__).resolve().parent / "results"
+RUNS = RESULTS / "rl2_runs"
 
 
 def load_preset_config(preset: str, overrides: dict[str, Any] | None = None
@@ -37,69 +41,108 @@ def load_preset_config(preset: str, overrides: dict[str, Any] | None = None
     return cfg, (loaded.source if loaded else ""), family
 
 
-def train_or_load(name: str, cfg: RL2Config, family: TaskFamily, train: bool,
+@dataclass
+class Trained:
+    """A benchmark's RL² run as training left it."""
+
+    agent: RL2
+    path: Path
+    #: completed / planned PPO iterations.
+    iteration: int
+    planned: int
+    #: the run's metrics rows, with ``env_steps`` summed up to each row (the x axis of the
+    #: learning curve) and the total.
+    history: list[dict[str, float]]
+    env_steps: float
+    train_wall_s: float
+
+
+def _trained(run: Any, agent: RL2) -> Trained:
+    rows = read_metrics(run.path)
+    total = 0.0
+    history = []
+    for row in rows:
+        total += row["env_steps"]
+        history.append({**row, "env_steps": total})
+    return Trained(agent, run.path, len(rows), run.config.num_iterations, history, total,
+                   float(sum(r["time_total"] for r in rows)))
+
+
+def train_or_load(name: str, preset: str, overrides: dict[str, Any] | None, train: bool,
                   eval_tasks: list[Task] | None = None, eval_every: int = 0,
                   log: Callable[[str], None] = print,
-                  train_tasks: list[Task] | None = None,
-                  allow_partial: bool = False) -> tuple[RL2, list[dict[str, float]]]:
-    """The trained agent for ``cfg``: loaded from ``results/rl2_<name>.pt`` when it holds a
-    finished run of the same config; otherwise trained (continuing a partial checkpoint of
-    the same config), which needs ``train=True``. ``allow_partial`` returns an unfinished
-    checkpoint as it is (its iteration is reported with the results).
+                  allow_partial: bool = False) -> tuple[Trained, list[dict[str, float]]]:
+    """The trained agent of the preset (with ``overrides``), from the run folder
+    ``results/rl2_runs/<name>``: loaded when the run has finished; otherwise trained (a new
+    run, or the folder's run continued from its checkpoint), which needs ``train=True``.
+    ``allow_partial`` returns an unfinished run as it is (its iteration is reported with
+    the results).
 
     With ``eval_tasks`` and ``eval_every``, the mean trial return on those tasks is
-    recorded every ``eval_every`` iterations for the learning curve (never used to pick
-    a checkpoint: the final one is always the one reported).
+    recorded every ``eval_every`` iterations for the learning curve
+    (``results/rl2_<name>_evalcurve.json``; never used to pick a checkpoint: the final
+    one is always the one reported).
     """
-    ckpt = RESULTS / f"rl2_{name}.pt"
+    path = RUNS / name
     curve_path = RESULTS / f"rl2_{name}_evalcurve.json"
-    agent = RL2(cfg, family, train_tasks or ())
+    cfg, _ = resolve_config("rl2", RL2Config, preset, overrides or {})
     evals: list[dict[str, float]] = []
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if same_results_config(state["config"], cfg):
-            agent.load_state_dict(state)
-            if curve_path.exists():
-                evals = json.loads(curve_path.read_text())
-                for e in evals:  # files from before "num_tasks" was recorded
-                    e.setdefault("num_tasks", len(eval_tasks or []))
-                # an eval is written just before its iteration's checkpoint: a run stopped
-                # between the two resumes earlier and redoes it, so drop what lies ahead
-                evals = [e for e in evals if e["iteration"] <= agent.iteration]
-            log(f"[{name}] loaded {ckpt.name} at iteration {agent.iteration}/{cfg.num_iterations}")
-        else:
-            log(f"[{name}] {ckpt.name} was trained with another config; ignoring it")
-            if not train:
-                raise SystemExit(f"{ckpt} does not match the preset; rerun with --train")
-    if agent.iteration >= cfg.num_iterations or (allow_partial and not train
-                                                  and agent.iteration > 0):
-        return agent, evals
+    if (path / CHECKPOINT_FILE).is_file():
+        run = open_run(path)
+        if not same_results_config(config_to_dict(run.config), cfg):
+            raise SystemExit(f"{path} was trained with another config than {preset} with "
+                             f"{overrides or {}}: give the variant a --tag, or delete the folder")
+        agent, done = run.load_agent()
+        done += 1
+        if curve_path.exists():
+            # an eval is written just before its iteration's checkpoint: a run stopped
+            # between the two resumes earlier and redoes it, so drop what lies ahead
+            evals = [e for e in json.loads(curve_path.read_text()) if e["iteration"] <= done]
+        log(f"[{name}] loaded {path} at iteration {done}/{cfg.num_iterations}")
+    elif not train:
+        raise SystemExit(f"[{name}] no run at {path}; rerun with --train")
+    else:
+        run = create_run("rl2", preset=preset, overrides=overrides, out=path)
+        agent, done = run.make_agent(), 0
+    if done >= cfg.num_iterations or (allow_partial and not train and done > 0):
+        return _trained(run, agent), evals
     if not train:
-        raise SystemExit(f"[{name}] no finished checkpoint at {ckpt} "
-                         f"(iteration {agent.iteration}/{cfg.num_iterations}); rerun with --train")
+        raise SystemExit(f"[{name}] the run at {path} has not finished (iteration "
+                         f"{done}/{cfg.num_iterations}); rerun with --train")
+    agent.close()
     torch.set_num_threads(1)  # shared machine: one core per training
-    RESULTS.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    start = agent.iteration
+    steps = sum(r["env_steps"] for r in read_metrics(path)) if done else 0.0
 
-    def on_iter(m: dict[str, float]) -> None:
-        it = agent.iteration
+    def on_iteration(agent: RL2, it: int, m: dict[str, float]) -> None:
+        nonlocal steps
+        it += 1
+        steps += m["env_steps"]
         if it % 10 == 0 or it == cfg.num_iterations:
-            rate = (it - start) / max(time.perf_counter() - t0, 1e-9)
+            rate = (it - done) / max(time.perf_counter() - t0, 1e-9)
             log(f"[{name}] it {it}/{cfg.num_iterations}  trial return {m['trial_return']:.2f}  "
-                f"entropy {m['entropy']:.3f}  kl {m['approx_kl']:.4f}  "
-                f"steps {m['env_steps']:.3g}  {rate:.2f} it/s")
+                f"entropy {m['entropy']:.3f}  kl {m['approx_kl']:.4f}  {rate:.2f} it/s")
         if eval_tasks and eval_every and (it % eval_every == 0 or it == cfg.num_iterations):
-            ret = agent.evaluate(eval_tasks, seed=777)["returns"]
-            evals.append({"iteration": it, "env_steps": m["env_steps"],
-                          "num_tasks": len(eval_tasks),
+            ret = evaluate_trials(agent, eval_tasks, seed=777)
+            evals.append({"iteration": it, "env_steps": steps, "num_tasks": len(eval_tasks),
                           "trial_return": float(ret.sum(0).mean()),
                           "episode_returns": ret.mean(1).tolist()})
             curve_path.write_text(json.dumps(evals))
             log(f"[{name}] held-out eval at it {it}: trial return {evals[-1]['trial_return']:.2f}")
 
-    agent.train(log=on_iter, checkpoint=str(ckpt), checkpoint_every=25)
-    return agent, evals
+    agent = train_run(run, resume=done > 0, progress=False, on_iteration=on_iteration)
+    return _trained(run, agent), evals
+
+
+def evaluate_trials(agent: RL2, tasks: list[Task], seed: int, deterministic: bool = False,
+                    chunk: int = 500) -> np.ndarray:
+    """``(K, n_tasks)`` returns of one trial per task, sampled in chunks of ``chunk``
+    tasks seeded ``seed``, ``seed + 1``, ... (how the committed RL² results were made)."""
+    k = agent.config.episodes_per_trial
+    return np.concatenate([
+        agent.evaluate_adaptation(tasks[start:start + chunk], k, 1, seed + c,
+                                  deterministic=deterministic).returns
+        for c, start in enumerate(range(0, len(tasks), chunk))], axis=1)
 
 
 def ci(values: np.ndarray) -> dict[str, float]:
@@ -184,11 +227,11 @@ def add_run_arguments(parser: Any) -> None:
     add_variant_arguments(parser)
 
 
-def final_label(agent: RL2, instances: int) -> str:
+def final_label(trained: Trained, instances: int) -> str:
     """The learning curve's label of the reported number: an unfinished checkpoint
     (``--partial``) says at which iteration it stands."""
-    planned = agent.config.num_iterations
-    when = "final" if agent.iteration >= planned else f"at it {agent.iteration}/{planned}"
+    planned = trained.planned
+    when = "final" if trained.iteration >= planned else f"at it {trained.iteration}/{planned}"
     return f"RL² {when}, {instances} held-out"
 
 

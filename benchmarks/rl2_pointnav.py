@@ -44,9 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg, source, family = load_preset_config("rl2_pointnav")
     split = family.split(cfg.num_train_tasks, cfg.num_test_tasks, seed=cfg.split_seed)
     test = list(split.test)
-    agent, evals = train_or_load("pointnav", cfg, family, args.train, eval_tasks=test[:100],
-                                 eval_every=max(cfg.num_iterations // 15, 1),
-                                 train_tasks=list(split.train))
+    trained, evals = train_or_load("pointnav", "rl2_pointnav", {}, args.train,
+                                   eval_tasks=test[:100],
+                                   eval_every=max(cfg.num_iterations // 15, 1))
+    agent = trained.agent
     per_goal = int(args.trials_per_goal or cfg.eval_episodes)
     t0 = time.perf_counter()
     result = agent.evaluate_adaptation(test, budget=cfg.episodes_per_trial, episodes=per_goal,
@@ -67,27 +68,27 @@ def main(argv: list[str] | None = None) -> int:
     lo, hi = d["mean"] - d["ci95"], d["mean"] + d["ci95"]
     excludes_zero = bool(lo > 0)
     print(f"RL² on {family.id}, {len(test)} held-out goals x {per_goal} trials of "
-          f"{cfg.episodes_per_trial} episodes (iteration {agent.iteration}, "
-          f"{agent.env_steps:.3g} env steps)")
+          f"{cfg.episodes_per_trial} episodes (iteration {trained.iteration}, "
+          f"{trained.env_steps:.3g} env steps)")
     for k in range(len(ret)):
         s = stats[f"episode_{k + 1}"]
         print(f"  episode {k + 1}: return {s['mean']:.2f} ± {s['ci95']:.2f}")
     print(f"  episode 2 - episode 1: {d['mean']:.2f}, 95% CI [{lo:.2f}, {hi:.2f}] -> "
           f"{'excludes 0: episode 2 is better' if excludes_zero else 'does NOT exclude 0'}")
 
-    curves = [summarize(result, f"RL² (iteration {agent.iteration})"),
+    curves = [summarize(result, f"RL² (iteration {trained.iteration})"),
               summarize(base, "RL², random init")]
     write_curves(curves, RESULTS, stem="rl2_pointnav_adaptation",
                  extra={"family": family.id, "num_tasks": len(test), "trials_per_goal": per_goal})
     plot_curves(curves, RESULTS / "rl2_pointnav_adaptation.png",
                 title="RL² on PointNav2D (2-episode trials): held-out goals")
-    plot_learning_curve("RL² on PointNav2D, 2-episode trials", agent.history, evals,
+    plot_learning_curve("RL² on PointNav2D, 2-episode trials", trained.history, evals,
                         {}, RESULTS / "rl2_pointnav_curve.png",
                         ylabel="return per trial (2 episodes)")
     write_json(RESULTS / "rl2_pointnav.json", {
         "benchmark": "rl2_pointnav", "family": family.id, "source": source,
-        "config": dict(vars(cfg)), "iterations": agent.iteration, "env_steps": agent.env_steps,
-        "train_wall_s": float(sum(h["time_total"] for h in agent.history)),
+        "config": dict(vars(cfg)), "iterations": trained.iteration,
+        "env_steps": trained.env_steps, "train_wall_s": trained.train_wall_s,
         "eval_wall_s": wall, "held_out_goals": len(test), "trials_per_goal": per_goal,
         **stats, "diff_ci95_low": lo, "diff_ci95_high": hi, "ci_excludes_zero": excludes_zero,
         "random_init": {f"episode_{k + 1}": ci(base.returns[k]) for k in range(len(ret))},

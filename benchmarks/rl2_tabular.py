@@ -31,6 +31,7 @@ from rl2_common import (  # noqa: E402
     RESULTS,
     add_run_arguments,
     ci,
+    evaluate_trials,
     final_label,
     fmt,
     load_preset_config,
@@ -58,13 +59,14 @@ def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool =
     split = family.split(1000, instances, seed=cfg.split_seed)
     test = list(split.test)
     run_name = tagged(f"tabular_{name}", tag)
-    agent, evals = train_or_load(run_name, cfg, family, train,
-                                 eval_tasks=test[:200], eval_every=max(cfg.num_iterations // 20, 1),
-                                 allow_partial=partial)
+    trained, evals = train_or_load(run_name, f"rl2_tabular_{name}", overrides, train,
+                                   eval_tasks=test[:200],
+                                   eval_every=max(cfg.num_iterations // 20, 1),
+                                   allow_partial=partial)
     t0 = time.perf_counter()
-    per_episode = agent.evaluate(test, seed=seed)["returns"]  # (n_eps, instances)
+    per_episode = evaluate_trials(trained.agent, test, seed=seed)  # (n_eps, instances)
     t_rl2 = time.perf_counter() - t0
-    agent.close()
+    trained.agent.close()
     rl2 = per_episode.sum(0)
 
     rng = np.random.default_rng(seed)
@@ -77,20 +79,20 @@ def run_setup(name: str, train: bool, instances: int, seed: int, partial: bool =
     png = plot_learning_curve(
         tagged_title(f"RL² on tabular MDPs, n={n_eps} episodes per trial "
                      f"(held-out: {instances})", tag),
-        agent.history, evals,
+        trained.history, evals,
         {"PSRL (held-out)": float(base["psrl"].mean()),
          "greedy (held-out)": float(base["greedy"].mean()),
          f"{PAPER[name]['best_baseline_name']} (paper)": PAPER[name]["best_baseline"],
          "RL² paper": PAPER[name]["rl2"], "random": float(base["random"].mean())},
         RESULTS / f"rl2_{run_name}_curve.png",
-        final=(final_label(agent, len(test)), float(rl2.mean())))
+        final=(final_label(trained, len(test)), float(rl2.mean())))
     return {
         "setup": name, "episodes_per_trial": n_eps, "horizon": horizon, "instances": len(test),
         "source": source, "config": dict(vars(cfg)), "overrides": dict(overrides or {}),
         "tag": tag,
-        "iterations": agent.iteration, "planned_iterations": cfg.num_iterations,
-        "finished": agent.iteration >= cfg.num_iterations, "env_steps": agent.env_steps,
-        "train_wall_s": float(sum(h["time_total"] for h in agent.history)),
+        "iterations": trained.iteration, "planned_iterations": cfg.num_iterations,
+        "finished": trained.iteration >= cfg.num_iterations, "env_steps": trained.env_steps,
+        "train_wall_s": trained.train_wall_s,
         "eval_wall_s": t_rl2,
         "rl2": ci(rl2), **{k: ci(v) for k, v in base.items()},
         "rl2_per_episode": per_episode.mean(1).tolist(),

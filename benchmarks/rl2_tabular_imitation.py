@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rl2_common import RESULTS, ci, load_preset_config  # noqa: E402
+from rl2_common import RESULTS, ci, evaluate_trials, load_preset_config  # noqa: E402
 
 from metarl.agents.classic import mdp_params, run_tabular, tune_greedy_optimism  # noqa: E402
 from metarl.agents.rl2 import RL2, trial_inputs  # noqa: E402
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = trial_inputs(batch, prev_obs=policy.needs_prev_obs)
         x = policy.features(batch.obs, inputs["prev_action"], inputs["prev_reward"],
                             inputs["done_flag"], inputs["has_prev"], inputs["prev_obs"])
-        dist = policy.distribution(policy.head_input(policy.unroll(x, torch.ones(T, n)), x))
+        dist = policy.distribution(policy.unroll(x, torch.ones(T, n)))
         loss = -dist.log_prob(action).mean()
         optimizer.zero_grad()
         loss.backward()
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
               "instances": len(test), "config": dict(vars(cfg)), "log": log,
               "greedy": ci(greedy), "train_wall_s": time.perf_counter() - t0}
     for name, deterministic in (("clone_sampled", False), ("clone_argmax", True)):
-        returns = agent.evaluate(test, seed=EVAL_SEED, deterministic=deterministic)["returns"]
+        returns = evaluate_trials(agent, test, seed=EVAL_SEED, deterministic=deterministic)
         result[name] = ci(returns.sum(0))
         result[f"{name}_per_episode"] = returns.mean(1).tolist()
         print(f"{name}: {result[name]['mean']:.2f} ± {result[name]['ci95']:.2f}  "
@@ -147,7 +147,7 @@ def continue_with_ppo(clone_state: dict[str, torch.Tensor], label: str, override
         m = agent.train_iteration(it)
         log.append({k: m[k] for k in ("trial_return", "entropy", "approx_kl", "explained_var")})
         if (it + 1) % args.ppo_eval_every == 0 or it + 1 == args.ppo_iterations:
-            score = ci(agent.evaluate(test, seed=EVAL_SEED)["returns"].sum(0))
+            score = ci(evaluate_trials(agent, test, seed=EVAL_SEED).sum(0))
             curve.append({"iteration": it + 1, "held_out": score})
             print(f"PPO {label}  it {it + 1}  held-out {score['mean']:.2f}  "
                   f"entropy {m['entropy']:.3f}  kl {m['approx_kl']:.4f}", flush=True)

@@ -74,7 +74,7 @@ def iteration_phases(family_id: str, workers: int, iterations: int, quick: bool)
                                    "episodes_per_task": 10 if quick else 20})
     family = metarl.make_family(cfg.family)
     split = family.split(cfg.num_train_tasks, cfg.num_test_tasks, cfg.split_seed)
-    agent = MAMLAgent(cfg, family, split.train, split.test)
+    agent = MAMLAgent(cfg, family, split.train)
     sums: dict[str, float] = {}
     try:
         agent.train_iteration(0)  # warm-up: actor start, engine caches

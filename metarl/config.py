@@ -111,7 +111,7 @@ def config_differences(stored: Mapping[str, Any], config: Any) -> list[str]:
     config dataclass ``config``, execution keys aside. A key the stored dict lacks,
     because it was written before the key existed, counts as that key's default."""
     current = config_to_dict(config)
-    old = {**config_defaults(type(config)), **stored}
+    old = {**config_defaults(type(config)), **_drop_retired(type(config), stored)}
     return sorted(k for k in set(current) | set(old)
                   if k not in EXECUTION_KEYS and current.get(k) != old.get(k))
 
@@ -197,11 +197,27 @@ def _unknown_key_error(key: str, keys: Sequence[str], where: str) -> ConfigError
     return ConfigError(f"unknown config key {key!r}{where}.{hint} Known keys: {', '.join(sorted(keys))}")
 
 
+def _drop_retired(cls: type, values: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """``values`` without the keys ``cls.retired`` lists (keys removed from the config, each
+    with the one value that still means today's computation: old run folders record them).
+    A retired key set to anything else is an error: that run cannot be reproduced now."""
+    retired = getattr(cls, "retired", {})
+    out = {}
+    for key, value in values.items():
+        if key not in retired:
+            out[key] = value
+        elif value != retired[key]:
+            raise ConfigError(f"{key}{where} = {value!r}: this key was removed from "
+                              f"{cls.__name__} (it only survives as {retired[key]!r}); "
+                              "this config needs an older metarl")
+    return out
+
+
 def make_config(cls: type, values: Mapping[str, Any], where: str = "") -> Any:
     """Build a config dataclass from ``values``, validating every key and type."""
     keys = config_keys(cls)
     kwargs = {}
-    for key, value in values.items():
+    for key, value in _drop_retired(cls, values, where).items():
         if key not in keys:
             raise _unknown_key_error(key, list(keys), where)
         kwargs[key] = coerce(key, keys[key], value)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from metarl.agent import AdaptationResult
 from metarl.errors import ConfigError
 
 # Two-sided 95% Student-t quantiles for df = 1..30 (beyond that, the normal 1.96 is
@@ -48,22 +49,6 @@ def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
     if x.size == 1:
         return float(x[0]), float("nan")
     return float(x.mean()), float(t95(x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
-
-
-@dataclass
-class AdaptationResult:
-    """Per-task returns at each adaptation budget, as an agent reports them."""
-
-    #: budgets evaluated: ``[0, 1, ..., K]`` inner steps, or ``[1, ..., K]`` episodes.
-    budgets: list[int]
-    #: episodes of experience in the new task before each point (the shared x axis).
-    episodes: list[float]
-    #: ``(len(budgets), n_tasks)``: mean undiscounted return per task at each budget.
-    returns: np.ndarray
-    #: same shape, success rate per task, where the family defines success.
-    success: np.ndarray | None = None
-    #: what a budget counts: "inner steps" or "episodes".
-    budget_unit: str = "inner steps"
 
 
 @dataclass

@@ -39,6 +39,13 @@ def _mlp(in_dim: int, hidden: Sequence[int], activation: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _with_context(module: nn.Module, obs: torch.Tensor) -> torch.Tensor:
+    """``obs`` joined by the module's context vector (CAVIA), when it has one."""
+    if module.context is None:
+        return obs
+    return torch.cat([obs, module.context.expand(*obs.shape[:-1], -1)], dim=-1)
+
+
 def _init_linear(module: nn.Module) -> None:
     # Xavier-uniform weights and zero biases, as pytorch-maml-rl and rllab initialize.
     for m in module.modules():
@@ -48,23 +55,28 @@ def _init_linear(module: nn.Module) -> None:
 
 
 class GaussianMLPPolicy(nn.Module):
-    """Diagonal Gaussian over Box actions: tanh MLP mean, state-independent log-std."""
+    """Diagonal Gaussian over Box actions: tanh MLP mean, state-independent log-std.
+    With ``context_size > 0`` the MLP also reads a context vector (parameter ``context``,
+    zeros at initialization) joined to the observation, as CAVIA adapts it."""
 
     discrete = False
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int] = (64, 64),
-                 activation: str = "tanh", init_std: float = 1.0, min_std: float = 1e-6) -> None:
+                 activation: str = "tanh", init_std: float = 1.0, min_std: float = 1e-6,
+                 context_size: int = 0) -> None:
         super().__init__()
         self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
-        self.body = _mlp(self.obs_dim, hidden_sizes, activation)
-        last = hidden_sizes[-1] if len(hidden_sizes) else self.obs_dim
+        in_dim = self.obs_dim + int(context_size)
+        self.body = _mlp(in_dim, hidden_sizes, activation)
+        last = hidden_sizes[-1] if len(hidden_sizes) else in_dim
         self.mean = nn.Linear(last, self.act_dim)
         self.log_std = nn.Parameter(torch.full((self.act_dim,), math.log(init_std)))
         self.min_log_std = math.log(min_std)
         _init_linear(self)
+        self.context = nn.Parameter(torch.zeros(int(context_size))) if context_size else None
 
     def forward(self, obs: torch.Tensor) -> Dist:
-        mean = self.mean(self.body(obs))
+        mean = self.mean(self.body(_with_context(self, obs)))
         log_std = self.log_std.clamp_min(self.min_log_std).expand_as(mean)
         return mean, log_std
 
@@ -119,16 +131,18 @@ class CategoricalMLPPolicy(nn.Module):
     discrete = True
 
     def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int] = (64, 64),
-                 activation: str = "tanh") -> None:
+                 activation: str = "tanh", context_size: int = 0) -> None:
         super().__init__()
         self.obs_dim, self.n_actions = int(obs_dim), int(n_actions)
-        self.body = _mlp(self.obs_dim, hidden_sizes, activation)
-        last = hidden_sizes[-1] if len(hidden_sizes) else self.obs_dim
+        in_dim = self.obs_dim + int(context_size)
+        self.body = _mlp(in_dim, hidden_sizes, activation)
+        last = hidden_sizes[-1] if len(hidden_sizes) else in_dim
         self.logits = nn.Linear(last, self.n_actions)
         _init_linear(self)
+        self.context = nn.Parameter(torch.zeros(int(context_size))) if context_size else None
 
     def forward(self, obs: torch.Tensor) -> Dist:
-        return (torch.log_softmax(self.logits(self.body(obs)), dim=-1),)
+        return (torch.log_softmax(self.logits(self.body(_with_context(self, obs))), dim=-1),)
 
     @staticmethod
     def log_prob(dist: Dist, actions: torch.Tensor) -> torch.Tensor:
@@ -173,16 +187,18 @@ PolicyModule = GaussianMLPPolicy | CategoricalMLPPolicy
 
 def make_policy(observation_space: gym.Space, action_space: gym.Space,
                 hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh",
-                init_std: float = 1.0) -> PolicyModule:
-    """The MLP policy for a family's spaces: Gaussian for Box, categorical for Discrete."""
+                init_std: float = 1.0, context_size: int = 0) -> PolicyModule:
+    """The MLP policy for a family's spaces: Gaussian for Box, categorical for Discrete
+    (with ``context_size``, conditioned on a context vector: see :class:`GaussianMLPPolicy`)."""
     if isinstance(observation_space, gym.spaces.Discrete):
         raise TypeError("MLP policies need Box observations; wrap Discrete ones (one-hot) first")
     obs_dim = int(math.prod(observation_space.shape))
     if isinstance(action_space, gym.spaces.Box):
         return GaussianMLPPolicy(obs_dim, int(math.prod(action_space.shape)), hidden_sizes,
-                                 activation, init_std)
+                                 activation, init_std, context_size=context_size)
     if isinstance(action_space, gym.spaces.Discrete):
-        return CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden_sizes, activation)
+        return CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden_sizes, activation,
+                                    context_size=context_size)
     raise TypeError(f"no MLP policy for action space {action_space}")
 
 

@@ -24,22 +24,20 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as _dt
-import difflib
-import importlib
 import io
 import json
 import random
 import re
 import shutil
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 
+from metarl.agent import AgentSpec, MetaAgent, UnknownAgentError, agent_names, get_agent, register_agent
 from metarl.atomic import atomic_write_bytes
 from metarl.config import (
     EXECUTION_KEYS,
@@ -52,7 +50,7 @@ from metarl.config import (
     resolve_config,
     save_config,
 )
-from metarl.errors import CheckpointError, ConfigError, MetaRLError
+from metarl.errors import CheckpointError, ConfigError
 from metarl.family import TaskFamily
 from metarl.registry import import_family_modules, make_family
 from metarl.task import Task, load_tasks, save_tasks
@@ -61,106 +59,6 @@ CHECKPOINT_FORMAT = 1
 CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE = "config.yaml", "checkpoint.pt", "metrics.csv"
 TRAIN_TASKS_FILE, TEST_TASKS_FILE = "tasks_train.json", "tasks_test.json"
 IMPORTS_DIR = "imports"
-
-
-class UnknownAgentError(MetaRLError, KeyError):
-    """An agent name that is not registered."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-# ---------------------------------------------------------------------------------------
-# The agent interface
-# ---------------------------------------------------------------------------------------
-class MetaAgent(ABC):
-    """What the run machinery needs from a meta-learner.
-
-    Subclasses are built with ``Agent(config, family, train_tasks, test_tasks)``; the
-    config is an instance of the agent's config dataclass (an extension of
-    :class:`~metarl.config.RunConfig`).
-    """
-
-    #: metric keys shown in the progress bar, ``{label: metric key}``.
-    progress_keys: ClassVar[dict[str, str]] = {}
-
-    def __init__(self, config: RunConfig, family: TaskFamily, train_tasks: Sequence[Task],
-                 test_tasks: Sequence[Task]) -> None:
-        self.config = config
-        self.family = family
-        self.train_tasks = list(train_tasks)
-        self.test_tasks = list(test_tasks)
-
-    @abstractmethod
-    def train_iteration(self, iteration: int) -> dict[str, float]:
-        """One meta-iteration; returns scalar metrics for the CSV / TensorBoard / progress bar.
-        Randomness must come from ``(config.seed, iteration)`` so that resuming is exact."""
-
-    @abstractmethod
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue training (parameters, optimizer state, counters)."""
-
-    @abstractmethod
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`; raise :class:`CheckpointError` on a mismatch."""
-
-    @abstractmethod
-    def evaluate_adaptation(self, tasks: Sequence[Task], budget: int, episodes: int,
-                            seed: int) -> Any:
-        """Adapt to each task and report returns per budget: a
-        :class:`metarl.evaluation.AdaptationResult` (budget 0..K inner steps for
-        gradient-based agents; episodes 1..K of a trial for RL²)."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
-        """Release samplers / engines."""
-
-
-@dataclass(frozen=True)
-class AgentSpec:
-    """A registered agent: its class, its config dataclass and a one-line description."""
-
-    name: str
-    agent_cls: type[MetaAgent]
-    config_cls: type
-    description: str = ""
-    #: preset used by ``metarl train NAME`` without --config / --family.
-    default_preset: str | None = None
-
-
-_AGENTS: dict[str, AgentSpec] = {}
-
-
-def register_agent(name: str, agent_cls: type[MetaAgent], config_cls: type,
-                   description: str = "", default_preset: str | None = None,
-                   override: bool = False) -> AgentSpec:
-    """Make an agent available to ``metarl train NAME``."""
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-        raise ValueError(f"agent name {name!r} must be lowercase letters, digits, underscores")
-    if name in _AGENTS and not override and _AGENTS[name].agent_cls is not agent_cls:
-        raise ValueError(f"agent {name!r} is already registered")
-    spec = AgentSpec(name, agent_cls, config_cls, description, default_preset)
-    _AGENTS[name] = spec
-    return spec
-
-
-def _load_builtin_agents() -> None:
-    importlib.import_module("metarl.agents")  # agents/__init__.py imports each agent module
-
-
-def agent_names() -> list[str]:
-    _load_builtin_agents()
-    return sorted(_AGENTS)
-
-
-def get_agent(name: str) -> AgentSpec:
-    """The registered agent ``name``, or an error listing the known ones."""
-    _load_builtin_agents()
-    if name in _AGENTS:
-        return _AGENTS[name]
-    close = difflib.get_close_matches(name, list(_AGENTS), n=3, cutoff=0.4)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise UnknownAgentError(f"unknown agent {name!r}.{hint} Known agents: "
-                            f"{', '.join(sorted(_AGENTS)) or '(none)'}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -330,7 +228,7 @@ class Run:
         cfg = self.config
         if seed is not None:
             cfg = make_config(type(cfg), {**config_to_dict(cfg), "seed": int(seed)})
-        return self.spec.agent_cls(cfg, self.make_family(), self.train_tasks, self.test_tasks)
+        return self.spec.agent_cls(cfg, self.make_family(), self.train_tasks)
 
     def load_agent(self) -> tuple[MetaAgent, int]:
         """The agent restored from the checkpoint, and the last completed iteration."""
@@ -482,12 +380,13 @@ def set_execution(run: Run, values: Mapping[str, Any]) -> Run:
 # The training loop
 # ---------------------------------------------------------------------------------------
 def train_run(run: Run, resume: bool = False, progress: bool = True,
-              on_iteration: Callable[[int, dict[str, float]], None] | None = None,
+              on_iteration: Callable[[MetaAgent, int, dict[str, float]], None] | None = None,
               stop_after: int | None = None) -> MetaAgent:
     """Train ``run``'s agent to ``config.num_iterations`` (continuing from the checkpoint
     when ``resume``; a run stopped before its first checkpoint starts again at iteration 0).
     ``stop_after`` stops after that many iterations of this call (tests use it to simulate
-    an interruption). Returns the trained agent."""
+    an interruption). ``on_iteration(agent, iteration, metrics)`` runs after each iteration,
+    before its checkpoint (benchmarks evaluate there). Returns the trained agent."""
     cfg = run.config
     check_device(cfg.device)
     apply_threads(cfg)
@@ -513,7 +412,7 @@ def train_run(run: Run, resume: bool = False, progress: bool = True,
             metrics = agent.train_iteration(it)
             logger.log(it, metrics)
             if on_iteration is not None:
-                on_iteration(it, metrics)
+                on_iteration(agent, it, metrics)
             if bar is not None:
                 bar.set_postfix({label: f"{metrics[key]:.2f}" for label, key in
                                  type(agent).progress_keys.items() if key in metrics})

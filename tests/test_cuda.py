@@ -17,7 +17,7 @@ def _agent(device: str) -> MAMLAgent:
     cfg = make_config(MAMLConfig, {**TINY, "device": device})
     family = metarl.make_family(cfg.family)
     split = family.split(cfg.num_train_tasks, cfg.num_test_tasks, cfg.split_seed)
-    return MAMLAgent(cfg, family, split.train, split.test)
+    return MAMLAgent(cfg, family, split.train)
 
 
 def test_cuda_iteration_matches_cpu_iteration():

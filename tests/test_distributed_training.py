@@ -18,7 +18,7 @@ def _agent(**overrides) -> MAMLAgent:
     cfg = make_config(MAMLConfig, {**TINY, **overrides})
     family = metarl.make_family(cfg.family)
     split = family.split(cfg.num_train_tasks, cfg.num_test_tasks, cfg.split_seed)
-    return MAMLAgent(cfg, family, split.train, split.test)
+    return MAMLAgent(cfg, family, split.train)
 
 
 def _run(agent: MAMLAgent, iterations: int) -> list[dict[str, float]]:

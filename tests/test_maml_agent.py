@@ -21,7 +21,7 @@ def _agent(cls, cfg_cls, **overrides):
     cfg = make_config(cfg_cls, {**TINY, **overrides})
     fam = metarl.make_family(cfg.family)
     split = fam.split(cfg.num_train_tasks, cfg.num_test_tasks, cfg.split_seed)
-    return cls(cfg, fam, split.train, split.test)
+    return cls(cfg, fam, split.train)
 
 
 def test_metasgd_with_frozen_learning_rates_equals_maml():
@@ -96,10 +96,11 @@ def test_nan_loss_skips_iteration_and_keeps_parameters(monkeypatch):
 
 def test_evaluate_adaptation_shapes_and_x_axis():
     agent = _agent(MAMLAgent, MAMLConfig)
-    res = agent.evaluate_adaptation(agent.test_tasks, budget=2, episodes=3, seed=0)
+    test = agent.family.split(6, 2, agent.config.split_seed).test
+    res = agent.evaluate_adaptation(test, budget=2, episodes=3, seed=0)
     assert res.budgets == [0, 1, 2] and res.episodes == [0.0, 3.0, 6.0]
     assert res.returns.shape == (3, 2) and res.success is not None
-    again = agent.evaluate_adaptation(agent.test_tasks, budget=2, episodes=3, seed=0)
+    again = agent.evaluate_adaptation(test, budget=2, episodes=3, seed=0)
     assert (again.returns == res.returns).all()  # seeded: repeatable
 
 

@@ -37,7 +37,7 @@ def sampled(request):
         "num_test_tasks": 2, "gamma": GAMMA, "gae_lambda": request.param, "init_std": 0.3})
     fam = metarl.make_family(cfg.family, **cfg.family_kwargs)
     split = fam.split(cfg.num_train_tasks, cfg.num_test_tasks, cfg.split_seed)
-    agent = MAMLAgent(cfg, fam, split.train, split.test)
+    agent = MAMLAgent(cfg, fam, split.train)
     tasks = list(split.train[:3])
     batch = agent._sample(tasks, None, per_task=False, seed=123, episodes=5)
     yield agent, tasks, batch

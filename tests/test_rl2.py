@@ -19,7 +19,7 @@ from metarl.agents.rl2 import (
     time_left,
     trial_inputs,
 )
-from metarl.config import make_config
+from metarl.config import config_differences, make_config
 from metarl.errors import ConfigError
 from metarl.rollout import Sampler
 
@@ -105,19 +105,15 @@ def test_recurrent_state_resets_between_trials_only() -> None:
     # big success radius and short horizon: many early terminations, so padding rows
     ("metarl/PointNav2D-v0", {"success_radius": 0.3, "horizon": 8}),
 ])
-@pytest.mark.parametrize("head_hidden,prev_obs_input,time_input,pair_input",
-                         [(0, False, False, False), (8, False, False, False),
-                          (0, True, False, False), (0, False, True, False),
-                          (0, False, False, True), (8, False, True, True)])
-def test_first_epoch_ratio_is_exactly_one(family_id: str, kwargs: dict, head_hidden: int,
-                                          prev_obs_input: bool, time_input: bool,
+@pytest.mark.parametrize("time_input,pair_input",
+                         [(False, False), (True, False), (False, True), (True, True)])
+def test_first_epoch_ratio_is_exactly_one(family_id: str, kwargs: dict, time_input: bool,
                                           pair_input: bool) -> None:
     """The sequence-minibatch replay recomputes the sampling log-probs exactly (with
-    ``prev_obs_input``, ``pair_input`` and ``time_input`` too: the replay's previous
-    observation and time left are the sampler's, padding rows included)."""
+    ``pair_input`` and ``time_input`` too: the replay's previous observation and time left
+    are the sampler's, padding rows included)."""
     fam = metarl.make_family(family_id, **kwargs)
     agent = RL2(_config(fam, family_kwargs=kwargs, episodes_per_trial=3, num_minibatches=4,
-                        head_hidden=head_hidden, prev_obs_input=prev_obs_input,
                         time_input=time_input, pair_input=pair_input), fam)
     batch = agent.sample(agent._tasks_for(0), seed=5)
     if family_id.startswith("metarl/PointNav"):
@@ -126,7 +122,7 @@ def test_first_epoch_ratio_is_exactly_one(family_id: str, kwargs: dict, head_hid
         batch, prev_obs=agent.policy.needs_prev_obs, time_frac=time_input))
     m = batch.mask > 0
     torch.testing.assert_close(out.log_probs[m], batch.log_probs[m], atol=1e-5, rtol=0)
-    metrics = agent.train_iteration()
+    metrics = agent.train_iteration(0)
     assert metrics["ratio0"] < 1e-5
 
 
@@ -191,60 +187,36 @@ def test_padding_rows_do_not_change_the_memory() -> None:
     assert torch.equal(h[1:][pad], h[:-1][pad])
 
 
-@pytest.mark.parametrize("separate", [False, True])
-def test_values_read_their_own_gru_only_when_separate(separate: bool) -> None:
-    """With ``separate_value`` the values depend on the value GRU alone and the policy on
-    its GRU alone; without it both heads read the one trunk. Padding rows included."""
+def test_both_heads_read_the_one_gru_and_padding_is_invisible() -> None:
+    """The values and the log-probs both depend on the GRU, padding rows included, and the
+    replay reproduces the sampler's log-probs there."""
     kwargs = {"success_radius": 0.3, "horizon": 8}
     fam = metarl.make_family("metarl/PointNav2D-v0", **kwargs)
-    agent = RL2(_config(fam, family_kwargs=kwargs, separate_value=separate), fam)
+    agent = RL2(_config(fam, family_kwargs=kwargs), fam)
     policy = agent.policy
-    assert (policy.value_gru is not None) == separate
     batch = agent.sample(agent._tasks_for(0), seed=5)
     m = batch.mask > 0
     assert not m.all(), "the test needs padding rows"
     out = agent.replay(policy, batch, trial_inputs(batch))
     torch.testing.assert_close(out.log_probs[m], batch.log_probs[m], atol=1e-5, rtol=0)
 
-    def touched(y: torch.Tensor, gru: torch.nn.GRU) -> bool:
-        grads = torch.autograd.grad(y[m].sum(), list(gru.parameters()), retain_graph=True,
+    def touched(y: torch.Tensor) -> bool:
+        grads = torch.autograd.grad(y[m].sum(), list(policy.gru.parameters()), retain_graph=True,
                                     allow_unused=True)
         return any(g is not None and bool(g.abs().sum() > 0) for g in grads)
 
-    assert touched(out.values, policy.gru) == (not separate)
-    assert touched(out.log_probs, policy.gru)
-    if separate:
-        assert touched(out.values, policy.value_gru)
-        assert not touched(out.log_probs, policy.value_gru)
-    assert agent.train_iteration()["ratio0"] < 1e-5
+    assert touched(out.values) and touched(out.log_probs)
+    assert agent.train_iteration(0)["ratio0"] < 1e-5
 
 
-@pytest.mark.parametrize("head_hidden", [0, 8])
-def test_heads_read_the_steps_input_only_with_a_hidden_layer(head_hidden: int) -> None:
-    """With ``head_hidden`` the heads see the step's input beside the GRU output (a new
-    observation moves the action distribution even with the memory held fixed); with
-    linear heads the GRU output is all they see."""
-    fam = metarl.make_family("metarl/TabularMDP-v0")
-    env = fam.make_env()
-    torch.manual_seed(0)
-    policy = RL2Policy(env.observation_space, env.action_space, 16, head_hidden=head_hidden)
-    with torch.no_grad():  # an actor init of 0.01 leaves the logits near 0: make them visible
-        (policy.actor if head_hidden == 0 else policy.actor[-1]).weight.mul_(100)
-    h = torch.randn(4, 16)
-    state = torch.tensor([0, 1, 2, 3])
-    x_a = policy.features(torch.nn.functional.one_hot(state, 10).float(), torch.zeros(4),
-                          torch.zeros(4), torch.zeros(4), torch.zeros(4, dtype=torch.bool))
-    x_b = policy.features(torch.nn.functional.one_hot(state + 5, 10).float(), torch.zeros(4),
-                          torch.zeros(4), torch.zeros(4), torch.zeros(4, dtype=torch.bool))
-    logits_a = policy.distribution(policy.head_input(h, x_a)).logits
-    logits_b = policy.distribution(policy.head_input(h, x_b)).logits
-    values_a = policy.value(policy.head_input(h, x_a))
-    values_b = policy.value(policy.head_input(h, x_b))
-    if head_hidden:
-        assert (logits_a - logits_b).abs().max() > 1e-3
-        assert (values_a - values_b).abs().max() > 1e-3
-    else:
-        assert torch.equal(logits_a, logits_b) and torch.equal(values_a, values_b)
+def test_configs_of_old_runs_with_retired_keys_still_load() -> None:
+    """``separate_value``, ``head_hidden`` and ``prev_obs_input`` are gone: old run folders
+    recording their defaults load as today's config; any other value is a clear error."""
+    old = {"hidden_size": 8, "separate_value": False, "head_hidden": 0, "prev_obs_input": False}
+    assert make_config(RL2Config, old) == make_config(RL2Config, {"hidden_size": 8})
+    assert config_differences(old, make_config(RL2Config, {"hidden_size": 8})) == []
+    with pytest.raises(ConfigError, match="head_hidden.*removed.*older metarl"):
+        make_config(RL2Config, {**old, "head_hidden": 8})
 
 
 # ---- the prediction loss (aux_coef) -------------------------------------------------------
@@ -304,7 +276,7 @@ def test_prediction_head_exists_only_with_aux_coef(family_id: str) -> None:
     assert RL2(_config(fam), fam).policy.predictor is None
     agent = RL2(_config(fam, aux_coef=0.5), fam)
     assert agent.policy.predictor is not None
-    metrics = agent.train_iteration()
+    metrics = agent.train_iteration(0)
     assert metrics["ratio0"] < 1e-5  # the head does not touch the sampled log-probs
     assert metrics["aux_reward_loss"] > 0 and metrics["aux_obs_loss"] > 0
 
@@ -320,7 +292,8 @@ def test_two_armed_bandit_learns_to_exploit_the_paying_arm() -> None:
                   lr=3e-3, anneal_lr=False, gamma=0.9, gae_lambda=0.9, ent_coef=0.0, num_minibatches=2,
                   update_epochs=4, seed=1)
     agent = RL2(cfg, fam, train_tasks=tasks)
-    agent.train()
+    for it in range(cfg.num_iterations):
+        agent.train_iteration(it)
     batch = agent.sample(tasks * 100, seed=99)
     paying = torch.tensor([0, 1] * 100)
     second_half = batch.actions[5:]
@@ -336,8 +309,6 @@ def test_config_rejects_bad_values() -> None:
         make_config(RL2Config, {"trials_per_iter": 4, "num_minibatches": 8})
     with pytest.raises(ConfigError, match="unknown config key"):
         make_config(RL2Config, {"hiden_size": 3})
-    with pytest.raises(ConfigError, match="head_hidden"):
-        make_config(RL2Config, {"head_hidden": -1})
     with pytest.raises(ConfigError, match="aux_coef"):
         make_config(RL2Config, {"aux_coef": -0.1})
     fam = metarl.make_family("metarl/Bandit-v0")
@@ -345,20 +316,19 @@ def test_config_rejects_bad_values() -> None:
         RL2(make_config(RL2Config, {"family": fam.id, "fresh_tasks": False}), fam, [])
 
 
-@pytest.mark.parametrize("separate_value,head_hidden,aux_coef",
-                         [(False, 0, 0.0), (True, 0, 0.0), (False, 8, 0.0), (False, 0, 1.0)])
-def test_resume_gives_the_same_parameters(tmp_path, separate_value: bool, head_hidden: int,
-                                          aux_coef: float) -> None:
+@pytest.mark.parametrize("pair_input,aux_coef", [(False, 0.0), (True, 1.0)])
+def test_resume_gives_the_same_parameters(tmp_path, pair_input: bool, aux_coef: float) -> None:
+    from metarl.runs import create_run, load_checkpoint, open_run, train_run
+
     fam = metarl.make_family("metarl/Bandit-v0", arms=3, pulls=5)
     cfg = _config(fam, family_kwargs={"arms": 3, "pulls": 5}, num_iterations=4,
-                  separate_value=separate_value, head_hidden=head_hidden, aux_coef=aux_coef)
-    straight = RL2(cfg, fam)
-    straight.train()
-    first = RL2(cfg, fam)
-    first.train(2)
-    first.save(str(tmp_path / "ck.pt"))
-    resumed = RL2.load(str(tmp_path / "ck.pt"), fam)
-    resumed.train()
+                  pair_input=pair_input, aux_coef=aux_coef)
+    overrides = {k: v for k, v in vars(cfg).items()}
+    straight = train_run(create_run("rl2", overrides=overrides, out=tmp_path / "a"), progress=False)
+    part = create_run("rl2", overrides=overrides, out=tmp_path / "b")
+    train_run(part, progress=False, stop_after=2)
+    assert load_checkpoint(part.path / "checkpoint.pt")["iteration"] == 1
+    resumed = train_run(open_run(part.path), resume=True, progress=False)
     for a, b in zip(straight.policy.parameters(), resumed.policy.parameters(), strict=True):
         assert torch.equal(a, b)
 

@@ -113,10 +113,10 @@ def test_a_key_added_after_a_checkpoint_was_written_counts_as_its_default():
 
     cfg = make_config(RL2Config, {"hidden_size": 32})
     stored = config_to_dict(cfg)
-    del stored["separate_value"]                   # written before the key existed
+    del stored["time_input"]                       # written before the key existed
     assert config_differences(stored, cfg) == []
-    on = make_config(RL2Config, {"hidden_size": 32, "separate_value": True})
-    assert config_differences(stored, on) == ["separate_value"]
+    on = make_config(RL2Config, {"hidden_size": 32, "time_input": True})
+    assert config_differences(stored, on) == ["time_input"]
     stored["workers"] = 4                          # execution keys never count
     assert config_differences(stored, cfg) == []
     stored["hidden_size"] = 64
