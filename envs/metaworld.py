@@ -228,6 +228,10 @@ class MetaWorldFamily(TaskFamily):
         return {**self.__dict__, "_samplers": {}, "_validated": set()}
 
     # ---- envs -------------------------------------------------------------------------
+    def task_group(self, task: Task) -> str:
+        """Results break down by Meta-World task class (``reach-v3``, ...)."""
+        return str(task["env_name"])
+
     def make_env(self, task: TaskLike | None = None, render_mode: str | None = None) -> MetaWorldEnv:
         return MetaWorldEnv(self, task, render_mode)
 

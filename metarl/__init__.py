@@ -35,10 +35,18 @@ def make_vec(family_id: str, num_envs: int = 1, tasks=None, engine: str = "auto"
     return _make_vec(family_id, num_envs, tasks=tasks, engine=engine, **family_kwargs)
 
 
+def check_family(family, **kwargs):
+    """Check a family (instance or id) against the task-family contract; see
+    :func:`metarl.checker.check_family` (imported lazily: it needs torch)."""
+    from metarl.checker import check_family as _check_family
+
+    return _check_family(family, **kwargs)
+
+
 __all__ = [
     "CheckpointError", "Choice", "ConfigError", "Dirichlet", "LogUniform", "MetaEnv",
     "MetaRLError", "Normal", "ParamSpace", "Task", "TaskError", "TaskFamily", "TaskSplit",
-    "Uniform", "UniformDisk", "UnknownFamilyError", "family_ids", "load_plugins",
+    "Uniform", "UniformDisk", "UnknownFamilyError", "check_family", "family_ids", "load_plugins",
     "load_tasks", "make_family", "make_vec", "register", "save_tasks", "unregister",
 ]
 

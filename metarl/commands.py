@@ -106,6 +106,12 @@ def _evaluate(run_dir: str | Path, steps: int | None, tasks: int | None, episode
                               zip(curve.budgets, curve.success_mean, curve.success_ci95 or
                                   [float("nan")] * len(curve.budgets), strict=True))
             print(f"    success rate: {rates}")
+    for name, stats in result.get("per_class", {}).items():
+        what = "success" if "success_mean" in stats else "return"
+        mean, ci = (stats["success_mean"], stats["success_ci95"]) if what == "success" else \
+            (stats["mean"], stats["ci95"])
+        print(f"    {name} ({stats['n_tasks']} tasks) {what} at the last budget: "
+              f"{mean[-1]:.2f} ± {ci[-1]:.2f}")
     for kind, path in result["paths"].items():
         print(f"{kind}: {path}")
 

@@ -89,6 +89,23 @@ def summarize(result: AdaptationResult, label: str) -> Curve:
                  success_mean=succ_mean, success_ci95=succ_ci, per_task=returns.tolist())
 
 
+def per_group(result: AdaptationResult, groups: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Mean and 95% CI of the return (and success) at each budget over the tasks of each
+    group, ``groups[i]`` naming task i's (Meta-World: per task class)."""
+    out: dict[str, dict[str, Any]] = {}
+    returns = np.asarray(result.returns, dtype=np.float64)
+    for name in sorted(set(groups)):
+        cols = [i for i, g in enumerate(groups) if g == name]
+        stats = [mean_ci95(row[cols]) for row in returns]
+        entry: dict[str, Any] = {"n_tasks": len(cols), "mean": [m for m, _ in stats],
+                                 "ci95": [c for _, c in stats]}
+        if result.success is not None:
+            succ = [mean_ci95(row[cols]) for row in np.asarray(result.success, dtype=np.float64)]
+            entry.update(success_mean=[m for m, _ in succ], success_ci95=[c for _, c in succ])
+        out[name] = entry
+    return out
+
+
 def write_curves(curves: Sequence[Curve], out_dir: str | Path, stem: str = "curve",
                  extra: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write ``stem.json`` (everything), ``stem.csv`` (one row per curve and budget)."""
@@ -155,6 +172,9 @@ def evaluate_run(run_dir: str | Path, budget: int | None = None, num_tasks: int 
     extra = {"run": str(run.path), "agent": name, "family": cfg.family,
              "iteration": iteration + 1, "num_tasks": len(tasks), "episodes_per_budget": episodes,
              "seed": seed, "wall_clock_s": wall}
+    groups = [agent.family.task_group(t) for t in tasks]
+    if any(g is not None for g in groups):  # e.g. Meta-World: per task class
+        extra["per_class"] = per_group(trained, [str(g) for g in groups])
     paths = write_curves(curves, run.path / "eval", extra=extra)
     if plot:
         from metarl.plotting import plot_curves
@@ -164,5 +184,6 @@ def evaluate_run(run_dir: str | Path, budget: int | None = None, num_tasks: int 
     return {"curves": curves, "paths": paths, **extra}
 
 
-__all__ = ["AdaptationResult", "Curve", "evaluate_run", "mean_ci95", "read_curves", "summarize",
+__all__ = ["AdaptationResult", "Curve", "evaluate_run", "mean_ci95", "per_group", "read_curves",
+           "summarize",
            "t95", "write_curves"]

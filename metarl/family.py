@@ -274,6 +274,11 @@ class TaskFamily(ABC):
     def make_env(self, task: TaskLike | None = None, render_mode: str | None = None) -> MetaEnv:
         """A ``gymnasium.Env`` for ``task`` (the default task when ``None``)."""
 
+    def task_group(self, task: Task) -> str | None:
+        """The class a task belongs to, for results broken down by class (Meta-World: its
+        environment name); ``None``: the family's tasks form one group."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Everything ``metarl families`` / ``metarl show`` print."""
         return {

@@ -12,6 +12,7 @@ from metarl.evaluation import (
     AdaptationResult,
     evaluate_run,
     mean_ci95,
+    per_group,
     read_curves,
     summarize,
     t95,
@@ -65,3 +66,14 @@ def test_evaluate_and_plot_a_run(tmp_path, capsys):
     assert cli_main(["plot", str(runs[0]), str(runs[1]), "--out", str(fig)]) == 0
     assert fig.is_file()
     assert cli_main(["plot", str(tmp_path / "nothing")]) == 2  # not evaluated: clear error
+
+
+def test_per_group_statistics_are_those_of_each_groups_tasks():
+    res = AdaptationResult(budgets=[0, 1], episodes=[0.0, 5.0],
+                           returns=np.array([[1.0, 2.0, 3.0, 5.0], [2.0, 4.0, 6.0, 9.0]]),
+                           success=np.array([[0.0, 1.0, 0.0, 1.0], [1.0, 1.0, 0.0, 1.0]]))
+    out = per_group(res, ["a", "b", "a", "b"])
+    assert sorted(out) == ["a", "b"] and out["a"]["n_tasks"] == 2
+    assert out["a"]["mean"] == [2.0, 4.0] and out["b"]["mean"] == [3.5, 6.5]
+    assert out["a"]["ci95"][0] == pytest.approx(mean_ci95([1.0, 3.0])[1])
+    assert out["b"]["success_mean"] == [1.0, 1.0] and out["a"]["success_mean"] == [0.0, 0.5]

@@ -5,6 +5,7 @@ in the ``[metaworld]`` venv); without it, naming a family says how to install it
 from __future__ import annotations
 
 import importlib.util
+import json
 import pickle
 import warnings
 
@@ -108,6 +109,8 @@ def test_ml10_test_classes_never_appear_in_training(ml10):
         assert not {t["env_name"] for t in ml10.sample_tasks(30, rng=seed)} & test_classes
     with pytest.raises(TaskError, match="has 500"):
         ml10.split(501, 5)
+    # results break down by the test classes (metarl evaluate's per_class)
+    assert {ml10.task_group(t) for t in ml10.split(20, 5, seed=0).test} == test_classes
 
 
 @needs_metaworld
@@ -140,3 +143,22 @@ def test_success_reaches_the_episode_batch():
     assert batch.rewards.shape == (30, 4)
     success = batch.episode_success()
     assert success is not None and success.shape[-1] == 4
+
+
+@needs_metaworld
+def test_evaluate_breaks_the_held_out_curve_down_by_test_class(tmp_path):
+    from metarl.evaluation import evaluate_run
+    from metarl.runs import create_run, train_run
+
+    run = create_run("maml", overrides={
+        "family": "metarl/MetaWorld-ML10-v3", "num_train_tasks": 10, "num_test_tasks": 5,
+        "meta_batch_size": 2, "episodes_per_task": 1, "horizon": 5, "hidden_sizes": [8],
+        "num_iterations": 1, "cg_iters": 2, "eval_steps": 1, "eval_episodes": 1},
+        out=tmp_path / "run")
+    train_run(run, progress=False)
+    result = evaluate_run(run.path, random_baseline=False, plot=False)
+    classes = {t["env_name"] for t in run.test_tasks}
+    assert len(classes) == 5 and set(result["per_class"]) == classes
+    for stats in result["per_class"].values():
+        assert stats["n_tasks"] == 1 and len(stats["success_mean"]) == 2
+    assert set(json.loads((run.path / "eval" / "curve.json").read_text())["per_class"]) == classes
