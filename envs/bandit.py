@@ -7,7 +7,8 @@ n ∈ {10, 100, 500} pulls; the default is k = 5, n = 10 (``arms=``, ``pulls=``)
 
 Observation: the fraction of the trial elapsed, t / n (the arms have no state).
 Action: the arm to pull. Reward: a Bernoulli(p_arm) draw. The step is one vectorized
-function (:meth:`Bandit.batch_step`) shared by the single env and the batch engine.
+function (:meth:`Bandit.batch_step`); the single env and the batch engine both come from it
+(:mod:`metarl.table_engine`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ import gymnasium as gym
 import numpy as np
 
 from metarl.errors import ConfigError, FamilyArgumentError
-from metarl.family import MetaEnv, TaskLike
 from metarl.spaces import Uniform
-from metarl.table_engine import ArrayFamily, check_actions
+from metarl.table_engine import ArrayFamily
 from metarl.task import Task
 
 
@@ -48,9 +48,6 @@ class Bandit(ArrayFamily):
         # Distinct arms, so the default task has one best arm: p = linspace(0.1, 0.9).
         return self.task(probs=np.linspace(0.1, 0.9, self.arms))
 
-    def make_env(self, task: TaskLike | None = None, render_mode: str | None = None):
-        return BanditEnv(self, task, render_mode)
-
     # ---- the vectorized step (one definition for both runtimes) -----------------------
     def spaces(self) -> tuple[gym.Space, gym.Space]:
         return (gym.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32),
@@ -70,34 +67,7 @@ class Bandit(ArrayFamily):
         chosen = probs[np.arange(len(actions)), actions]
         reward = (draws["u"] < chosen).astype(np.float64)
         infos = {"expected_reward": chosen, "regret": probs.max(axis=1) - chosen}
-        return state, reward, infos
+        return state, reward, np.zeros(len(actions), dtype=bool), infos
 
     def observe(self, state: np.ndarray, t: np.ndarray) -> np.ndarray:
         return (t / self.horizon).astype(np.float32).reshape(-1, 1)
-
-
-class BanditEnv(MetaEnv):
-    def __init__(self, family: Bandit, task: TaskLike | None = None,
-                 render_mode: str | None = None) -> None:
-        self.observation_space, self.action_space = family.spaces()
-        super().__init__(family, task, render_mode)
-
-    def _apply_task(self, task) -> None:
-        self._arrays = self.family.task_arrays([task])
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        self._begin_episode(seed, options)
-        self._draws = self.family.episode_draws(self.np_random)
-        return self.family.observe(np.zeros(1), np.zeros(1))[0], {}
-
-    def step(self, action):
-        fam: Bandit = self.family
-        if self._elapsed >= self.horizon:
-            raise RuntimeError("the trial is over (all pulls used); call reset()")
-        actions = check_actions(self.action_space, np.asarray([action]))
-        t = np.array([self._elapsed])
-        draws = {k: v[t] for k, v in self._draws.items()}
-        _, reward, infos = fam.batch_step(self._arrays, np.zeros(1, np.int64), t, actions, draws)
-        truncated = self._tick()
-        obs = fam.observe(np.zeros(1), np.array([self._elapsed]))[0]
-        return obs, float(reward[0]), False, truncated, {k: float(v[0]) for k, v in infos.items()}

@@ -13,17 +13,22 @@ draws goals from U[-2, 2]²: ``make_family("metarl/PointNav2D-v0", goal_range=2.
 unit upper semicircle (angle ~ U[0, π]), step = 0.1·clip(a, −1, 1), reward
 1 − dist inside radius 0.2 of the goal and 0 elsewhere, horizon 100 (varibad;
 PEARL uses 20: ``horizon=20``).
+
+Both are vectorized families (:mod:`metarl.table_engine`): one numpy step serves the
+single env and the batch engine that samples all sub-envs at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from metarl.family import MetaEnv, TaskFamily, TaskLike
 from metarl.spaces import Uniform
+from metarl.table_engine import ArrayFamily
+from metarl.task import Task
 
 
 def dense_reward(pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
@@ -42,9 +47,10 @@ def sparse_reward(pos: np.ndarray, goal: np.ndarray, radius: float) -> np.ndarra
     return np.where(dist <= radius, 1.0 - dist, 0.0)
 
 
-class PointNav2D(TaskFamily):
+class PointNav2D(ArrayFamily):
     """``success_radius`` is a radius in the max-norm: the episode ends when both
-    coordinates are within it (see ``reached_goal``)."""
+    coordinates are within it (see ``reached_goal``). Observation: the point's (x, y).
+    Action: a displacement, clipped to ±max_action."""
 
     family_id = "metarl/PointNav2D-v0"
     varies = "reward"
@@ -66,40 +72,29 @@ class PointNav2D(TaskFamily):
     def default_task(self):  # the centre (0, 0) would be solved at reset; use a fixed corner-ish goal
         return self.task(goal=[0.25 * self.goal_range / 0.5, -0.25 * self.goal_range / 0.5])
 
-    def make_env(self, task: TaskLike | None = None, render_mode: str | None = None) -> PointNavEnv:
-        return PointNavEnv(self, task, render_mode)
+    # ---- the vectorized step (one definition for the single env and the batch engine) --
+    def spaces(self) -> tuple[gym.Space, gym.Space]:
+        return (gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32),
+                gym.spaces.Box(-self.max_action, self.max_action, shape=(2,), dtype=np.float32))
+
+    def task_arrays(self, tasks: Sequence[Task]) -> dict[str, np.ndarray]:
+        return {"goal": np.stack([np.asarray(t["goal"], dtype=np.float64) for t in tasks])}
+
+    def initial_state(self, n: int) -> np.ndarray:
+        return np.zeros((n, 2))  # every episode starts at the origin
+
+    def batch_step(self, tasks, state, t, actions, draws):
+        pos = state + np.clip(np.nan_to_num(actions, nan=0.0), -self.max_action, self.max_action)
+        success = reached_goal(pos, tasks["goal"], self.success_radius)
+        return pos, dense_reward(pos, tasks["goal"]), success, {"success": success}
+
+    def observe(self, state: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return state.astype(np.float32)
 
 
-class PointNavEnv(MetaEnv):
-    """Observation: the point's (x, y). Action: a displacement, clipped to ±max_action."""
+class SparsePointNav(ArrayFamily):
+    """Observation: (x, y). Action in [−1, 1]²; the point moves step_size·action."""
 
-    def __init__(self, family: PointNav2D, task: TaskLike | None = None,
-                 render_mode: str | None = None) -> None:
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
-        self.action_space = gym.spaces.Box(-family.max_action, family.max_action, shape=(2,),
-                                           dtype=np.float32)
-        self._pos = np.zeros(2)
-        super().__init__(family, task, render_mode)
-
-    def _apply_task(self, task) -> None:
-        self._goal = np.asarray(task["goal"], dtype=np.float64)
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        self._begin_episode(seed, options)
-        self._pos = np.zeros(2)
-        return self._pos.astype(np.float32), {}
-
-    def step(self, action):
-        fam: PointNav2D = self.family
-        action = np.nan_to_num(np.asarray(action, dtype=np.float64), nan=0.0)
-        self._pos = self._pos + np.clip(action, -fam.max_action, fam.max_action)
-        reward = float(dense_reward(self._pos, self._goal))
-        success = bool(reached_goal(self._pos, self._goal, fam.success_radius))
-        truncated = self._tick() and not success
-        return self._pos.astype(np.float32), reward, success, truncated, {"success": success}
-
-
-class SparsePointNav(TaskFamily):
     family_id = "metarl/SparsePointNav-v0"
     varies = "reward"
     source = "varibad (Zintgraf et al. 2020) and PEARL (Rakelly et al. 2019) sparse point robot"
@@ -114,34 +109,24 @@ class SparsePointNav(TaskFamily):
     def constants(self) -> dict[str, Any]:
         return {"horizon": self.horizon, "goal_radius": self.goal_radius, "step_size": self.step_size}
 
-    def make_env(self, task: TaskLike | None = None, render_mode: str | None = None):
-        return SparsePointNavEnv(self, task, render_mode)
+    # ---- the vectorized step -------------------------------------------------------------
+    def spaces(self) -> tuple[gym.Space, gym.Space]:
+        return (gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32),
+                gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32))
 
+    def task_arrays(self, tasks: Sequence[Task]) -> dict[str, np.ndarray]:
+        angle = np.array([float(t["angle"]) for t in tasks])
+        return {"goal": np.stack([np.cos(angle), np.sin(angle)], axis=-1)}
 
-class SparsePointNavEnv(MetaEnv):
-    """Observation: (x, y). Action in [−1, 1]²; the point moves step_size·action."""
+    def initial_state(self, n: int) -> np.ndarray:
+        return np.zeros((n, 2))
 
-    def __init__(self, family: SparsePointNav, task: TaskLike | None = None,
-                 render_mode: str | None = None) -> None:
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
-        self._pos = np.zeros(2)
-        super().__init__(family, task, render_mode)
+    def batch_step(self, tasks, state, t, actions, draws):
+        pos = state + self.step_size * np.clip(np.nan_to_num(actions, nan=0.0), -1.0, 1.0)
+        dist = np.linalg.norm(pos - tasks["goal"], axis=-1)
+        reward = sparse_reward(pos, tasks["goal"], self.goal_radius)
+        return (pos, reward, np.zeros(len(pos), dtype=bool),
+                {"success": dist <= self.goal_radius, "dense_reward": -dist})
 
-    def _apply_task(self, task) -> None:
-        self._goal = np.array([np.cos(task["angle"]), np.sin(task["angle"])])
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        self._begin_episode(seed, options)
-        self._pos = np.zeros(2)
-        return self._pos.astype(np.float32), {}
-
-    def step(self, action):
-        fam: SparsePointNav = self.family
-        action = np.nan_to_num(np.asarray(action, dtype=np.float64), nan=0.0)
-        self._pos = self._pos + fam.step_size * np.clip(action, -1.0, 1.0)
-        reward = float(sparse_reward(self._pos, self._goal, fam.goal_radius))
-        dist = float(np.linalg.norm(self._pos - self._goal))
-        truncated = self._tick()
-        return (self._pos.astype(np.float32), reward, False, truncated,
-                {"success": dist <= fam.goal_radius, "dense_reward": -dist})
+    def observe(self, state: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return state.astype(np.float32)

@@ -6,8 +6,8 @@ Rewards are drawn N(μ(s, a), 1). Episodes last T = 10 steps and always start in
 state 0; RL² runs n ∈ {10, 25, 50, 75, 100} episodes of one MDP per trial.
 
 Observation: the one-hot current state. Action: Discrete(|A|). The step is one
-vectorized function (:meth:`TabularMDP.batch_step`) shared by the single env and the
-batch engine.
+vectorized function (:meth:`TabularMDP.batch_step`); the single env and the batch
+engine both come from it (:mod:`metarl.table_engine`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import gymnasium as gym
 import numpy as np
 
 from metarl.errors import ConfigError
-from metarl.family import MetaEnv, TaskLike
 from metarl.spaces import Dirichlet, Normal
-from metarl.table_engine import ArrayFamily, check_actions
+from metarl.table_engine import ArrayFamily
 from metarl.task import Task
 
 
@@ -49,9 +48,6 @@ class TabularMDP(ArrayFamily):
         # A fixed draw from the prior (seed 0), so the default MDP is a typical one.
         return self.sample_tasks(1, np.random.default_rng(0))[0]
 
-    def make_env(self, task: TaskLike | None = None, render_mode: str | None = None):
-        return TabularMDPEnv(self, task, render_mode)
-
     # ---- the vectorized step (one definition for both runtimes) -----------------------
     def spaces(self) -> tuple[gym.Space, gym.Space]:
         return (gym.spaces.Box(0.0, 1.0, shape=(self.n_states,), dtype=np.float32),
@@ -75,38 +71,10 @@ class TabularMDP(ArrayFamily):
         # Inverse-CDF draw of the next state from P(.|s, a).
         cdf = tasks["cdf"][rows, state, actions]
         next_state = np.minimum((draws["u"][:, None] >= cdf).sum(axis=1), self.n_states - 1)
-        return next_state, reward, {"expected_reward": mean}
+        return (next_state, reward, np.zeros(len(state), dtype=bool),
+                {"expected_reward": mean, "state": next_state})
 
     def observe(self, state: np.ndarray, t: np.ndarray) -> np.ndarray:
         obs = np.zeros((len(state), self.n_states), dtype=np.float32)
         obs[np.arange(len(state)), state] = 1.0
         return obs
-
-
-class TabularMDPEnv(MetaEnv):
-    def __init__(self, family: TabularMDP, task: TaskLike | None = None,
-                 render_mode: str | None = None) -> None:
-        self.observation_space, self.action_space = family.spaces()
-        self._state = np.zeros(1, dtype=np.int64)
-        super().__init__(family, task, render_mode)
-
-    def _apply_task(self, task) -> None:
-        self._arrays = self.family.task_arrays([task])
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        self._begin_episode(seed, options)
-        self._draws = self.family.episode_draws(self.np_random)
-        self._state = self.family.initial_state(1)
-        return self.family.observe(self._state, np.zeros(1))[0], {"state": int(self._state[0])}
-
-    def step(self, action):
-        fam: TabularMDP = self.family
-        if self._elapsed >= self.horizon:
-            raise RuntimeError("the episode is over; call reset()")
-        actions = check_actions(self.action_space, np.asarray([action]))
-        t = np.array([self._elapsed])
-        draws = {k: v[t] for k, v in self._draws.items()}
-        self._state, reward, infos = fam.batch_step(self._arrays, self._state, t, actions, draws)
-        truncated = self._tick()
-        info = {"state": int(self._state[0]), "expected_reward": float(infos["expected_reward"][0])}
-        return fam.observe(self._state, t + 1)[0], float(reward[0]), False, truncated, info

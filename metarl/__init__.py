@@ -22,6 +22,7 @@ from metarl.registry import (
     unregister,
 )
 from metarl.spaces import Choice, Dirichlet, LogUniform, Normal, ParamSpace, Uniform, UniformDisk
+from metarl.table_engine import ArrayFamily
 from metarl.task import Task, load_tasks, save_tasks
 
 __version__ = "0.1.0"
@@ -44,7 +45,7 @@ def check_family(family, **kwargs):
 
 
 __all__ = [
-    "CheckpointError", "Choice", "ConfigError", "Dirichlet", "LogUniform", "MetaEnv",
+    "ArrayFamily", "CheckpointError", "Choice", "ConfigError", "Dirichlet", "LogUniform", "MetaEnv",
     "MetaRLError", "Normal", "ParamSpace", "Task", "TaskError", "TaskFamily", "TaskSplit",
     "Uniform", "UniformDisk", "UnknownFamilyError", "check_family", "family_ids", "load_plugins",
     "load_tasks", "make_family", "make_vec", "register", "save_tasks", "unregister",
