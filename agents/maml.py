@@ -118,10 +118,15 @@ class MAMLConfig(InnerLoopConfig):
     cg_damping: float = 1e-5
     ls_max_steps: int = 15
     ls_backtrack_ratio: float = 0.8
+    #: fraction of each task's validation episodes that the conjugate gradient's
+    #: Fisher-vector products use (rllab's TRPO ``subsample_factor``); the line search
+    #: checks the KL bound and the surrogate on all of them.
+    fisher_subsample: float = 1.0
 
     def validate(self) -> None:
         super().validate()
         self._check({"max_kl": self.max_kl > 0, "cg_iters": self.cg_iters >= 1,
+                     "0 < fisher_subsample <= 1": 0 < self.fisher_subsample <= 1,
                      "ls_max_steps": self.ls_max_steps >= 1,
                      "ls_backtrack_ratio": 0 < self.ls_backtrack_ratio < 1})
 
@@ -665,6 +670,22 @@ class MAMLAgent(InnerLoopAgent):
         """Meta-parameters -> (θ, inner rates)."""
         return dict(zip(self.theta, flat, strict=True)), self.lrs
 
+    def _fisher_subsample(self, valid: TaskBatch, old_dist: Dist, iteration: int
+                          ) -> tuple[TaskBatch, Dist]:
+        """The validation episodes the Fisher-vector products use: a random
+        ``fisher_subsample`` fraction of each task's (the same episode slots for every task),
+        drawn from ``(seed, iteration)``; all of them at 1."""
+        frac = self.config.fisher_subsample
+        E = valid.obs.shape[2]
+        keep = max(1, round(E * frac))
+        if keep >= E:
+            return valid, old_dist
+        gen = torch.Generator().manual_seed(_seed(self.config.seed, iteration, 2))
+        idx = torch.randperm(E, generator=gen)[:keep].sort().values.to(valid.obs.device)
+        sub = TaskBatch(*(x.index_select(2, idx) for x in (valid.obs, valid.actions, valid.mask,
+                                                           valid.adv)))
+        return sub, tuple(d.index_select(2, idx) for d in old_dist)
+
     def _set_meta_parameters(self, flat: list[torch.Tensor]) -> None:
         theta, _ = self._split(flat)
         self.theta = {k: v.detach().requires_grad_(True) for k, v in theta.items()}
@@ -700,7 +721,8 @@ class MAMLAgent(InnerLoopAgent):
                             num_tasks=valid.obs.shape[0])
             old_dist = tuple(d.detach() for d in batched_dist(self.policy, adapted, valid.obs))
             loss, _ = outer_loss_and_kl(self.policy, adapted, valid, old_dist)
-        fvp = self._fisher_vp(meta, theta, lrs, trace, adapted, valid, old_dist)
+        fisher_valid, fisher_old = self._fisher_subsample(valid, old_dist, iteration)
+        fvp = self._fisher_vp(meta, theta, lrs, trace, adapted, fisher_valid, fisher_old)
 
         def evaluate(candidate: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
             th, lr = self._split(candidate)

@@ -8,9 +8,11 @@ checkpoint, so the long runs go on over several invocations: ``--stop-after N`` 
 most N iterations of each run per invocation (checkpointed), ``--evaluate`` scores what the
 runs have reached so far (an unfinished run is reported with its iteration).
 
-Evaluation is metarl's adaptation curve on the run's held-out tasks (ML10: the 5 test
-classes; ML1: the test goals): success rate and return before and after adaptation (MAML:
-after one inner step on 10 episodes; RL²: in episode 10 of a trial). The JSON records the
+Evaluation, on the run's held-out tasks (ML10: the 5 test classes; ML1: the test goals):
+Meta-World's own protocol (``metarl evaluate --protocol metaworld``: 1 inner step on 10
+episodes, or 10 episodes of a trial, then the success rate; overall and per class, see
+:data:`metarl.evaluation.METAWORLD`), and metarl's adaptation curve (success and return
+before and after adaptation). The JSON records the
 env steps and training wall-clock of every run, the Meta-World, MuJoCo and reward versions.
 Named so because a ``benchmarks/metaworld.py`` would shadow the ``metaworld`` package for
 scripts run from this folder. Needs the ``[metaworld]`` venv::
@@ -31,7 +33,7 @@ import mujoco
 import numpy as np
 from variants import add_variant_arguments, tagged, variant_options
 
-from metarl.evaluation import evaluate_run, mean_ci95
+from metarl.evaluation import evaluate_protocol, evaluate_run, mean_ci95
 from metarl.plotting import plot_runs
 from metarl.runs import (
     CHECKPOINT_FILE,
@@ -78,20 +80,25 @@ def score(path: Path) -> dict[str, Any]:
     iteration = int(load_checkpoint(path / CHECKPOINT_FILE)["iteration"]) + 1
     rows = read_metrics(path)
     curve = evaluate_run(path, random_baseline=False, plot=False)["curves"][0]
+    protocol = evaluate_protocol(path)
     env_steps = sum(r["env_steps"] for r in rows)  # every agent logs each iteration's own
     wall = sum(r["time_total"] if "time_total" in r else r["time/sample_s"] + r["time/update_s"]
                for r in rows)
     return {"run": path.name, "iterations": iteration,
             "planned_iterations": run.config.num_iterations, "env_steps": float(env_steps),
             "train_wall_s": float(wall), "budget_unit": curve.budget_unit,
-            "budgets": curve.budgets, "success": curve.success_mean, "return": curve.mean}
+            "budgets": curve.budgets, "success": curve.success_mean, "return": curve.mean,
+            "protocol": {k: protocol[k] for k in ("success", "return", "per_class", "num_tasks")}}
 
 
 def aggregate(scores: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and 95% CI of the success after adaptation over seeds."""
+    """Mean and 95% CI over seeds: Meta-World's protocol success, and the curve's success
+    before and after adaptation."""
     last = np.array([s["success"][-1] for s in scores if s["success"]], dtype=np.float64)
     first = np.array([s["success"][0] for s in scores if s["success"]], dtype=np.float64)
     out: dict[str, Any] = {"seeds": len(scores)}
+    protocol = [s["protocol"]["success"]["mean"] for s in scores]
+    out["protocol_success"] = dict(zip(("mean", "ci95"), mean_ci95(protocol), strict=True))
     if len(last):
         out["success_adapted"] = dict(zip(("mean", "ci95"), mean_ci95(last), strict=True))
         out["success_unadapted"] = dict(zip(("mean", "ci95"), mean_ci95(first), strict=True))
@@ -136,7 +143,7 @@ def main() -> None:
             results["results"][key] = {"runs": scores, **aggregate(scores)}
             plot_runs(paths, RESULTS / f"{tagged('metaworld_' + key, tag)}.png",
                       title=f"{agent} on Meta-World {setup}")
-            print(key, json.dumps(results["results"][key].get("success_adapted")))
+            print(key, json.dumps(results["results"][key]["protocol_success"]))
     out = RESULTS / f"{tagged('metaworld', tag)}.json"
     out.write_text(json.dumps(results, indent=1))
     print(f"wrote {out}")

@@ -117,6 +117,21 @@ def _evaluate(run_dir: str | Path, steps: int | None, tasks: int | None, episode
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.protocol:
+        from metarl.evaluation import PROTOCOLS, evaluate_protocol
+
+        if args.steps is not None or args.episodes is not None:
+            raise ConfigError("--protocol fixes the adaptation budget: drop --steps / --episodes")
+        doc = evaluate_protocol(args.run, PROTOCOLS[args.protocol], args.tasks, args.seed)
+        s, r = doc["success"], doc["return"]
+        print(f"{doc['agent']} (iteration {doc['iteration']}), {args.protocol} protocol, "
+              f"{doc['num_tasks']} held-out tasks: success {s['mean']:.3f} ± {s['ci95']:.3f}, "
+              f"return {r['mean']:.1f} ± {r['ci95']:.1f}")
+        for name, c in doc["per_class"].items():
+            print(f"    {name} ({c['n_tasks']} tasks): success {c['success']['mean']:.3f} ± "
+                  f"{c['success']['ci95']:.3f}")
+        print(f"json: {Path(args.run) / 'eval' / f'protocol_{args.protocol}.json'}")
+        return 0
     _evaluate(args.run, args.steps, args.tasks, args.episodes, args.seed, not args.no_random)
     return 0
 
@@ -173,6 +188,10 @@ def add_commands(sub: Any, parents: argparse.ArgumentParser | Sequence[argparse.
                    help="episodes per task per budget (default: the run's eval_episodes)")
     p.add_argument("--seed", type=int, default=12345, help="evaluation seed (default 12345)")
     p.add_argument("--no-random", action="store_true", help="skip the random-init curve")
+    p.add_argument("--protocol", choices=["metaworld"], default=None,
+                   help="score the run by a benchmark's own protocol instead (metaworld: "
+                        "Meta-World's meta-RL evaluation, 1 step on 10 episodes or 10 episodes "
+                        "of a trial, then success; writes eval/protocol_metaworld.json)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(

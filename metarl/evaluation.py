@@ -184,6 +184,89 @@ def evaluate_run(run_dir: str | Path, budget: int | None = None, num_tasks: int 
     return {"curves": curves, "paths": paths, **extra}
 
 
-__all__ = ["AdaptationResult", "Curve", "evaluate_run", "mean_ci95", "per_group", "read_curves",
-           "summarize",
-           "t95", "write_curves"]
+@dataclass(frozen=True)
+class Protocol:
+    """A benchmark's fixed evaluation: how much a held-out task is adapted to, and which
+    episodes are scored. Gradient agents take ``adaptation_steps`` inner steps of
+    ``adaptation_episodes`` episodes each and are scored on fresh episodes of the adapted
+    policy; trial agents run ``adaptation_episodes`` episodes of a trial with memory, then
+    are scored on its next ``evaluation_episodes``."""
+
+    name: str
+    adaptation_steps: int
+    adaptation_episodes: int
+    evaluation_episodes: int
+    source: str
+    #: how metarl's evaluation differs from the source's.
+    differences: str = ""
+
+
+#: Meta-World's meta-RL evaluation (``metaworld.evaluation.metalearning_evaluation``).
+METAWORLD = Protocol(
+    "metaworld", adaptation_steps=1, adaptation_episodes=10, evaluation_episodes=3,
+    source="metaworld.evaluation.metalearning_evaluation (Meta-World 3.x): per test env, 1 "
+           "adaptation step on 10 episodes, then 3 evaluation episodes; an episode succeeds "
+           "when info['success'] is 1 at any step; mean success and return, and success per "
+           "task class",
+    differences="every held-out task of the run once (Meta-World: 10 rounds of one sampled "
+                "goal per class); gradient agents are scored on the 10 episodes sampled "
+                "after their adaptation step (the same success probability as Meta-World's "
+                "3, with less variance); episodes are not cut at success (Meta-World's "
+                "evaluation terminates them there, which shortens its returns, not its "
+                "success)")
+PROTOCOLS = {"metaworld": METAWORLD}
+
+
+def evaluate_protocol(run_dir: str | Path, protocol: Protocol = METAWORLD,
+                      num_tasks: int | None = None, seed: int = 12345) -> dict[str, Any]:
+    """A trained run scored by ``protocol`` on its held-out tasks: success rate and return,
+    mean and 95% CI over tasks, overall and per task class (:meth:`TaskFamily.task_group`).
+    Writes ``eval/protocol_<name>.json`` in the run folder and returns its content."""
+    from metarl.runs import apply_threads, open_run  # runs imports this module
+
+    run = open_run(run_dir)
+    apply_threads(run.config)
+    tasks = run.test_tasks if num_tasks is None else run.test_tasks[:int(num_tasks)]
+    agent, iteration = run.load_agent()
+    t0 = time.perf_counter()
+    try:
+        if agent.budget_unit == "inner steps":
+            res = agent.evaluate_adaptation(tasks, protocol.adaptation_steps,
+                                            protocol.adaptation_episodes, seed)
+            rows = slice(-1, None)  # after the last adaptation step
+        else:
+            res = agent.evaluate_adaptation(
+                tasks, protocol.adaptation_episodes + protocol.evaluation_episodes, 1, seed)
+            rows = slice(protocol.adaptation_episodes, None)
+    finally:
+        agent.close()
+    if res.success is None:
+        raise ConfigError(f"{run.config.family} defines no success: the {protocol.name} "
+                          "protocol scores success rates")
+    scored = AdaptationResult(budgets=[0], episodes=[0.0],
+                              returns=res.returns[rows].mean(0, keepdims=True),
+                              success=res.success[rows].mean(0, keepdims=True))
+    groups = [str(agent.family.task_group(t) or "all") for t in tasks]
+    classes = per_group(scored, groups)
+    success, ret = mean_ci95(scored.success[0]), mean_ci95(scored.returns[0])
+    doc = {"protocol": asdict(protocol), "run": str(run.path), "agent": run.spec.name,
+           "family": run.config.family, "iteration": iteration + 1, "num_tasks": len(tasks),
+           "seed": seed, "wall_clock_s": time.perf_counter() - t0,
+           "success": {"mean": success[0], "ci95": success[1]},
+           "return": {"mean": ret[0], "ci95": ret[1]},
+           "per_class": {name: {"n_tasks": c["n_tasks"],
+                                "success": {"mean": c["success_mean"][0],
+                                            "ci95": c["success_ci95"][0]},
+                                "return": {"mean": c["mean"][0], "ci95": c["ci95"][0]}}
+                         for name, c in classes.items()},
+           "per_task_success": scored.success[0].tolist(),
+           "per_task_return": scored.returns[0].tolist()}
+    out = run.path / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"protocol_{protocol.name}.json").write_text(json.dumps(doc, indent=1))
+    return doc
+
+
+__all__ = ["METAWORLD", "PROTOCOLS", "AdaptationResult", "Curve", "Protocol", "evaluate_protocol",
+           "evaluate_run", "mean_ci95", "per_group", "read_curves", "summarize", "t95",
+           "write_curves"]

@@ -77,3 +77,34 @@ def test_per_group_statistics_are_those_of_each_groups_tasks():
     assert out["a"]["mean"] == [2.0, 4.0] and out["b"]["mean"] == [3.5, 6.5]
     assert out["a"]["ci95"][0] == pytest.approx(mean_ci95([1.0, 3.0])[1])
     assert out["b"]["success_mean"] == [1.0, 1.0] and out["a"]["success_mean"] == [0.0, 0.5]
+
+
+@pytest.mark.parametrize("agent,extra", [
+    ("maml", {"meta_batch_size": 2, "episodes_per_task": 2, "horizon": 10, "hidden_sizes": [8],
+              "num_train_tasks": 6, "cg_iters": 3}),
+    ("rl2", {"family": "metarl/PointNav2D-v0", "family_kwargs": {"horizon": 10},
+             "num_train_tasks": 6, "trials_per_iter": 4, "num_minibatches": 2, "hidden_size": 8}),
+])
+def test_the_metaworld_protocol_scores_what_it_says(tmp_path, capsys, agent, extra):
+    from metarl.evaluation import METAWORLD, evaluate_protocol
+    from metarl.runs import open_run
+
+    run = create_run(agent, preset=None if agent == "maml" else "rl2_pointnav",
+                     overrides={**extra, "num_test_tasks": 4, "num_iterations": 1}, out=tmp_path / "r")
+    train_run(run, progress=False)
+    doc = evaluate_protocol(run.path, seed=5)
+    trained, _ = open_run(run.path).load_agent()
+    tasks = open_run(run.path).test_tasks
+    if agent == "maml":   # after 1 inner step on 10 episodes, on the 10 episodes that follow
+        res = trained.evaluate_adaptation(tasks, 1, 10, seed=5)
+        want = res.success[1]
+    else:                 # episodes 11-13 of a 13-episode trial
+        res = trained.evaluate_adaptation(tasks, 13, 1, seed=5)
+        want = res.success[10:].mean(0)
+    assert doc["per_task_success"] == pytest.approx(list(want))
+    assert doc["success"]["mean"] == pytest.approx(float(np.mean(want)))
+    assert doc["protocol"]["adaptation_episodes"] == METAWORLD.adaptation_episodes == 10
+    assert list(doc["per_class"]) == ["all"] and doc["per_class"]["all"]["n_tasks"] == 4
+    assert cli_main(["evaluate", str(run.path), "--protocol", "metaworld", "--seed", "5"]) == 0
+    assert "metaworld protocol, 4 held-out tasks: success" in capsys.readouterr().out
+    assert cli_main(["evaluate", str(run.path), "--protocol", "metaworld", "--steps", "2"]) == 2

@@ -120,3 +120,28 @@ def test_nan_in_outer_loss_skips_iteration(monkeypatch):
         m = agent.train_iteration(0)
     assert m["skipped"] == 1.0
     assert all(torch.equal(v.detach(), before[k]) for k, v in agent.theta.items())
+
+
+def test_fisher_subsample_keeps_the_kl_bound_on_the_full_batch_and_is_seeded():
+    full = _agent(MAMLAgent, MAMLConfig, episodes_per_task=4)
+    half = _agent(MAMLAgent, MAMLConfig, episodes_per_task=4, fisher_subsample=0.5)
+    again = _agent(MAMLAgent, MAMLConfig, episodes_per_task=4, fisher_subsample=0.5)
+    info_full, info_half = full.train_iteration(0), half.train_iteration(0)
+    again.train_iteration(0)
+    assert info_half["accepted"] == 1.0 and info_half["kl"] <= half.config.max_kl
+    assert info_full["accepted"] == 1.0
+    # another curvature, so another step; the same draw of episodes again
+    assert any(not torch.equal(full.theta[k], half.theta[k]) for k in full.theta)
+    assert all(torch.equal(half.theta[k], again.theta[k]) for k in half.theta)
+    sub, old = half._fisher_subsample(*_valid_and_old(half), iteration=3)
+    assert sub.obs.shape[2] == 2 and old[0].shape[2] == 2
+
+
+def _valid_and_old(agent):
+    from metarl.agents.maml import TaskBatch
+
+    g = torch.Generator().manual_seed(0)
+    B, T, E = 2, 3, 4
+    valid = TaskBatch(torch.randn(B, T, E, 2, generator=g), torch.randn(B, T, E, 2, generator=g),
+                      torch.ones(B, T, E), torch.randn(B, T, E, generator=g))
+    return valid, (torch.randn(B, T, E, 2, generator=g), torch.zeros(B, T, E, 2))

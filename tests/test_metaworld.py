@@ -146,7 +146,7 @@ def test_success_reaches_the_episode_batch():
 
 
 @needs_metaworld
-def test_evaluate_breaks_the_held_out_curve_down_by_test_class(tmp_path):
+def test_evaluate_and_the_protocol_break_results_down_by_test_class(tmp_path):
     from metarl.evaluation import evaluate_run
     from metarl.runs import create_run, train_run
 
@@ -162,3 +162,7 @@ def test_evaluate_breaks_the_held_out_curve_down_by_test_class(tmp_path):
     for stats in result["per_class"].values():
         assert stats["n_tasks"] == 1 and len(stats["success_mean"]) == 2
     assert set(json.loads((run.path / "eval" / "curve.json").read_text())["per_class"]) == classes
+    from metarl.evaluation import evaluate_protocol
+
+    doc = evaluate_protocol(run.path, num_tasks=5)  # Meta-World's protocol, per test class
+    assert set(doc["per_class"]) == classes and 0.0 <= doc["success"]["mean"] <= 1.0

@@ -86,7 +86,8 @@ def test_cli_bad_input_exits_2_with_message(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("agent,extra", [("maml", {}), ("metasgd", {}),
-                                         ("metasgd", {"log_inner_lr": True})])
+                                         ("metasgd", {"log_inner_lr": True}),
+                                         ("maml", {"fisher_subsample": 0.5})])
 def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path, agent, extra):
     full = create_run(agent, overrides=TINY | extra, out=tmp_path / "full")
     train_run(full, progress=False)
