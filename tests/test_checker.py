@@ -65,31 +65,3 @@ def test_a_set_task_that_keeps_the_old_task_fails():
                                                r"step \d+, reward differs"):
         check_family(_LeakyBandit(arms=2, pulls=50), num_tasks=2, steps=50)
 
-
-def test_the_readmes_vectorized_family_passes_and_gets_its_engine():
-    import gymnasium as gym
-
-    class FastReach1D(metarl.ArrayFamily):  # the README's example, as written there
-        family_id = "tests/FastReach1D-v0"
-        task_space = {"target": metarl.Uniform(-1.0, 1.0)}
-        horizon = 20
-        source = "ours"
-
-        def spaces(self):
-            return (gym.spaces.Box(-10, 10, (1,), np.float32),
-                    gym.spaces.Box(-1, 1, (1,), np.float32))
-
-        def task_arrays(self, tasks):
-            return {"target": np.array([t["target"] for t in tasks])}
-
-        def initial_state(self, n):
-            return np.zeros(n)
-
-        def batch_step(self, tasks, x, t, actions, draws):
-            x = np.clip(x + actions[:, 0], -10, 10)
-            return x, -np.abs(x - tasks["target"]), np.zeros(len(x), bool), {}
-
-        def observe(self, x, t):
-            return x.astype(np.float32).reshape(-1, 1)
-
-    assert check_family(FastReach1D())[-1] == "batched engine"

@@ -16,7 +16,8 @@ def test_readme_python_block_runs(index):
     try:
         exec(compile(BLOCKS[index], f"README.md block {index}", "exec"), {})  # noqa: S102
     finally:
-        metarl.unregister("mylab/Reach1D-v0")
+        for family_id in ("mylab/Reach1D-v0", "mylab/FastReach1D-v0"):
+            metarl.unregister(family_id)
 
 
 def test_readme_has_examples():
