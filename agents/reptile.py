@@ -39,7 +39,7 @@ from metarl.rollout import EpisodeBatch
 class ReptileConfig(InnerLoopConfig):
     #: k: inner SGD steps per task in training (MAML's default of 1 would make Reptile
     #: joint training).
-    num_inner_steps: int = 3
+    num_inner_steps: int = 5
     #: outer step size ε at the first iteration, annealed linearly to ``outer_lr_final``.
     outer_lr: float = 1.0
     outer_lr_final: float = 0.0

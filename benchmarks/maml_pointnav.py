@@ -6,10 +6,10 @@ Setting (configs/maml_pointnav.yaml, configs/metasgd_pointnav.yaml): meta-batch 
 TRPO outer step with max KL 0.01, 64x64 tanh Gaussian policy, GAE lambda 0.9 (ours; the
 paper does not give it, pytorch-maml-rl uses 1.0: ``--set gae_lambda=1.0 --tag gae1``);
 Meta-SGD's TRPO step moves log α (``log_inner_lr``); Reptile (configs/reptile_pointnav.yaml)
-takes 3 SGD inner steps per task and steps θ towards their mean; CAVIA
+takes 5 SGD inner steps per task and steps θ towards their mean; CAVIA
 (configs/cavia_pointnav.yaml) adapts a 5-entry context vector with inner lr 1.0. 70
-meta-iterations each (MAML, Meta-SGD, CAVIA: about 5.4M env steps; Reptile samples 3 batches
-per iteration instead of 2, about 8M: the JSON records each run's env steps). Targets
+meta-iterations each (MAML, Meta-SGD, CAVIA: about 5.4M env steps; Reptile samples 5 batches
+per iteration instead of 2, about 13M: the JSON records each run's env steps). Targets
 (issue 4): after 1 inner step, mean held-out return >= -15.5, in <= 540 s of training
 wall-clock per run on a 2-core machine; Meta-SGD after 1 step >= MAML's. Every agent is
 paired with MAML task by task (``<agent>_minus_maml_1step``).
@@ -130,10 +130,14 @@ def pooled_curve(docs: list[dict], label: str) -> Curve:
     per_task = [np.concatenate([np.asarray(c.per_task[k]) for c in curves])
                 for k in range(len(curves[0].budgets))]
     stats = [mean_ci95(x) for x in per_task]
+    # success per task is not kept per run, so its pooled mean only (every seed has as many tasks)
+    success = ([float(np.mean([c.success_mean[k] for c in curves])) for k in range(len(per_task))]
+               if all(c.success_mean for c in curves) else None)
     return Curve(label=f"{label} ({len(docs)} seed{'s' if len(docs) > 1 else ''})",
                  budgets=curves[0].budgets, episodes=curves[0].episodes,
                  mean=[m for m, _ in stats], ci95=[c for _, c in stats],
-                 n_tasks=len(per_task[0]), budget_unit=curves[0].budget_unit)
+                 n_tasks=len(per_task[0]), budget_unit=curves[0].budget_unit,
+                 success_mean=success)
 
 
 def paired_difference(runs: list[dict], step: int, agent: str = "metasgd") -> dict:
@@ -197,6 +201,9 @@ def summarize_results(tag: str = "") -> dict:
             continue
         if "maml" in summary["agents"]:
             summary[f"{agent}_minus_maml_1step"] = paired_difference(runs, 1, agent)
+            summary[f"{agent}_minus_maml_by_step"] = {
+                str(k): paired_difference(runs, k, agent)
+                for k in range(1, len(summary["agents"][agent]["return_by_step_mean"]))}
         elif tag:
             # An ablation of another agent (e.g. --set log_inner_lr=false): pair it with
             # the preset's MAML runs, which such an override does not change.
@@ -205,6 +212,10 @@ def summarize_results(tag: str = "") -> dict:
                 summary[f"{agent}_minus_maml_1step"] = {
                     **paired_difference(runs + preset_maml, 1, agent),
                     "maml_runs": "the preset's (no tag)"}
+                summary[f"{agent}_minus_maml_by_step"] = {
+                    str(k): {**paired_difference(runs + preset_maml, k, agent),
+                             "maml_runs": "the preset's (no tag)"}
+                    for k in range(1, len(summary["agents"][agent]["return_by_step_mean"]))}
     (RESULTS / f"{prefix}.json").write_text(json.dumps(summary, indent=1))
     if curves:
         plot_curves(curves, RESULTS / f"{prefix}.png",

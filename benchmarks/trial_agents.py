@@ -1,17 +1,19 @@
 """VariBAD against RL² on the same tasks and trials: the return in each episode of a trial
 on held-out tasks, several training seeds.
 
-The setups are preset pairs ``configs/{varibad,rl2}_<setup>.yaml`` that share the family,
-the task split, the trials (episodes per trial) and the PPO settings and budget, so that the
-two agents differ only in their architecture (VariBAD's claim, Zintgraf et al. 2020: a
-better first episode than RL²). Each run is a run folder
+The setups are preset pairs ``configs/{varibad,rl2}_<setup>.yaml`` on the same family, task
+split and trials (episodes per trial), trained for the same budget (VariBAD's claim,
+Zintgraf et al. 2020: a better first episode than RL²). ``sparse_pointnav``: the two share
+the PPO settings too, so they differ only in their architecture; ``halfcheetah_vel``: each
+keeps its own preset's PPO settings (varibad's code's for VariBAD, ours for RL²), and both
+train 200 iterations x 64 trials (2.6M env steps; the presets' 2000 are a long run). Each run is a run folder
 ``results/trial_runs/<agent>_<setup>_s<seed>``, resumed from its checkpoint when it exists
 (``--stop-after N`` trains at most N iterations per run and invocation). Every run is
 evaluated on the same held-out tasks (the split's test half) with the same evaluation seed:
 ``--trials`` trials per task. Pooled over seeds, per episode: mean ± 95% CI over tasks ×
 seeds, and the paired difference VariBAD − RL² task by task.
 
-    python benchmarks/trial_agents.py                         # sparse_pointnav, seeds 0 1
+    python benchmarks/trial_agents.py                         # both setups, seeds 0 1
     python benchmarks/trial_agents.py --seeds 0 --stop-after 5   # a smoke run
 """
 
@@ -32,11 +34,13 @@ from metarl.runs import CHECKPOINT_FILE, create_run, open_run, read_metrics, tra
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = RESULTS / "trial_runs"
 AGENTS = ("varibad", "rl2")
-SETUPS = ("sparse_pointnav",)
+#: setup -> overrides of both presets (the budget: the presets' own are long runs).
+SETUPS: dict[str, dict[str, Any]] = {"sparse_pointnav": {}, "halfcheetah_vel": {"num_iterations": 200}}
 EVAL_SEED = 20_000
 
 
 def train(agent: str, setup: str, seed: int, stop_after: int | None) -> Path:
+    """Train (or continue) one run of the setup's preset pair."""
     path = RUNS / f"{agent}_{setup}_s{seed}"
     if (path / CHECKPOINT_FILE).is_file():
         run = open_run(path)
@@ -47,7 +51,8 @@ def train(agent: str, setup: str, seed: int, stop_after: int | None) -> Path:
             import shutil
 
             shutil.rmtree(path)
-        run = create_run(agent, preset=f"{agent}_{setup}", overrides={"seed": seed}, out=path)
+        run = create_run(agent, preset=f"{agent}_{setup}",
+                         overrides={**SETUPS[setup], "seed": seed}, out=path)
         print(f"[{path.name}] new run, {run.config.num_iterations} iterations", flush=True)
         train_run(run, stop_after=stop_after, progress=False)
     return path
@@ -98,7 +103,7 @@ def paired(a: list[dict[str, Any]], b: list[dict[str, Any]], episode: int) -> di
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--setups", nargs="+", default=list(SETUPS), choices=SETUPS)
+    ap.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--stop-after", type=int, default=None,
                     help="train at most this many iterations of each run now")
@@ -113,7 +118,9 @@ def main() -> None:
         docs = {a: [evaluate(RUNS / f"{a}_{setup}_s{s}", args.trials) for s in args.seeds
                     if (RUNS / f"{a}_{setup}_s{s}" / CHECKPOINT_FILE).is_file()] for a in AGENTS}
         curves = {a: pooled(d, a) for a, d in docs.items() if d}
-        out: dict[str, Any] = {"setup": setup, "trials_per_task": args.trials,
+        out: dict[str, Any] = {"setup": setup, "overrides": SETUPS[setup],
+                               "presets": [f"configs/{a}_{setup}.yaml" for a in AGENTS],
+                               "trials_per_task": args.trials,
                                "eval_seed": EVAL_SEED, "runs": docs,
                                "pooled": {a: c.to_dict() | {"per_task": []}
                                           for a, c in curves.items()}}
