@@ -48,7 +48,7 @@ class CAVIAConfig(MAMLConfig):
 
     def validate(self) -> None:
         super().validate()
-        self._check({"context_size >= 1": self.context_size >= 1})
+        self.check({"context_size >= 1": self.context_size >= 1})
 
 
 class CAVIAAgent(MAMLAgent):

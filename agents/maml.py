@@ -46,7 +46,7 @@ from metarl.advantages import LinearFeatureBaseline, discounted_returns, gae, no
 from metarl.agent import AdaptationResult, MetaAgent, register_agent
 from metarl.config import RunConfig
 from metarl.distributed import make_sampler
-from metarl.errors import CheckpointError, ConfigError
+from metarl.errors import CheckpointError
 from metarl.family import TaskFamily
 from metarl.policies import (
     Dist,
@@ -93,19 +93,13 @@ class InnerLoopConfig(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        self._check({
+        self.check({
             "meta_batch_size": self.meta_batch_size >= 1, "episodes_per_task": self.episodes_per_task >= 1,
             "num_inner_steps": self.num_inner_steps >= 0, "gamma": 0 <= self.gamma <= 1,
             "gae_lambda": 0 <= self.gae_lambda <= 1,
             "horizon": self.horizon is None or self.horizon >= 1,
             "meta_batch_size <= num_train_tasks": self.meta_batch_size <= self.num_train_tasks,
         })
-
-    @staticmethod
-    def _check(checks: Mapping[str, bool]) -> None:
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(f"invalid config values: {', '.join(bad)}")
 
 
 @dataclasses.dataclass
@@ -125,7 +119,7 @@ class MAMLConfig(InnerLoopConfig):
 
     def validate(self) -> None:
         super().validate()
-        self._check({"max_kl": self.max_kl > 0, "cg_iters": self.cg_iters >= 1,
+        self.check({"max_kl": self.max_kl > 0, "cg_iters": self.cg_iters >= 1,
                      "0 < fisher_subsample <= 1": 0 < self.fisher_subsample <= 1,
                      "ls_max_steps": self.ls_max_steps >= 1,
                      "ls_backtrack_ratio": 0 < self.ls_backtrack_ratio < 1})

@@ -46,7 +46,7 @@ class ReptileConfig(InnerLoopConfig):
 
     def validate(self) -> None:
         super().validate()
-        self._check({"num_inner_steps >= 1": self.num_inner_steps >= 1,
+        self.check({"num_inner_steps >= 1": self.num_inner_steps >= 1,
                      "outer_lr > 0": self.outer_lr > 0, "outer_lr_final >= 0": self.outer_lr_final >= 0})
 
 

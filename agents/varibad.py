@@ -40,7 +40,7 @@ from torch.distributions import Distribution
 
 from metarl.agent import register_agent
 from metarl.agents.rl2 import RL2, RL2Config, TrialMemory, _layer_init
-from metarl.errors import CheckpointError, ConfigError
+from metarl.errors import CheckpointError
 from metarl.rollout import EpisodeBatch
 
 
@@ -67,13 +67,10 @@ class VariBADConfig(RL2Config):
 
     def validate(self) -> None:
         super().validate()
-        checks = {"latent_size >= 1": self.latent_size >= 1, "vae_lr > 0": self.vae_lr > 0,
-                  "vae_updates >= 1": self.vae_updates >= 1, "kl_weight >= 0": self.kl_weight >= 0,
-                  "elbo_timesteps >= 0": self.elbo_timesteps >= 0,
-                  "aux_coef == 0 (VariBAD's decoder is its prediction loss)": self.aux_coef == 0}
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(f"invalid config values: {', '.join(bad)}")
+        self.check({"latent_size >= 1": self.latent_size >= 1, "vae_lr > 0": self.vae_lr > 0,
+                    "vae_updates >= 1": self.vae_updates >= 1, "kl_weight >= 0": self.kl_weight >= 0,
+                    "elbo_timesteps >= 0": self.elbo_timesteps >= 0,
+                    "aux_coef == 0 (VariBAD's decoder is its prediction loss)": self.aux_coef == 0})
 
 
 # --------------------------------------------------------------------------------------

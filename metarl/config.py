@@ -94,6 +94,12 @@ class RunConfig:
             "checkpoint_every >= 1": self.checkpoint_every >= 1,
             "eval_steps >= 0": self.eval_steps >= 0, "eval_episodes >= 1": self.eval_episodes >= 1,
         }
+        self.check(checks)
+
+    @staticmethod
+    def check(checks: Mapping[str, bool]) -> None:
+        """Raise one :class:`ConfigError` naming every ``{condition: holds}`` that fails
+        (agents' ``validate`` calls it with their own keys)."""
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ConfigError(f"invalid config values: {', '.join(bad)} must hold")

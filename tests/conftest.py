@@ -75,3 +75,36 @@ def write_family_module(directory, name, family_id, register_call=True):
     path = directory / f"{name}.py"
     path.write_text(src)
     return path
+
+
+def synthetic_task_batch(seed: int, tasks: int = 2, steps: int = 4, episodes: int = 3,
+                         obs_dim: int = 2, act_dim: int = 2):
+    """A fixed float64 ``TaskBatch`` ``(tasks, steps, episodes, ...)`` of random
+    observations, actions and advantages, with one episode ended early (a padding row),
+    for the mechanism tests of the gradient-based agents."""
+    import torch
+
+    from metarl.agents.maml import TaskBatch
+
+    g = torch.Generator().manual_seed(seed)
+    shape = (tasks, steps, episodes)
+    obs = torch.randn(*shape, obs_dim, generator=g, dtype=torch.float64)
+    actions = torch.randn(*shape, act_dim, generator=g, dtype=torch.float64)
+    adv = torch.randn(*shape, generator=g, dtype=torch.float64)
+    mask = torch.ones(*shape, dtype=torch.float64)
+    mask[0, -1, 1] = 0.0  # an episode that terminated early
+    return TaskBatch(obs, actions, mask, adv)
+
+
+def interrupted_and_straight_states(agent: str, overrides: dict, tmp_path, stop_after: int = 2):
+    """The final checkpoints' agent states of a run trained straight through and of the same
+    run stopped after ``stop_after`` iterations and resumed, plus both metrics tables."""
+    from metarl.runs import create_run, load_checkpoint, open_run, read_metrics, train_run
+
+    full = create_run(agent, overrides=overrides, out=tmp_path / "full")
+    train_run(full, progress=False)
+    part = create_run(agent, overrides=overrides, out=tmp_path / "part")
+    train_run(part, progress=False, stop_after=stop_after)
+    train_run(open_run(part.path), resume=True, progress=False)
+    states = [load_checkpoint(r.path / "checkpoint.pt")["agent_state"] for r in (full, part)]
+    return states, [read_metrics(r.path) for r in (full, part)]

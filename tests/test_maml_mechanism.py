@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import synthetic_task_batch
 
 from metarl.agents.maml import (
     TaskBatch,
@@ -23,13 +24,7 @@ B, T, E, OBS, ACT = 2, 4, 3, 2, 2
 
 
 def _batch(seed: int) -> TaskBatch:
-    g = torch.Generator().manual_seed(seed)
-    obs = torch.randn(B, T, E, OBS, generator=g, dtype=torch.float64)
-    actions = torch.randn(B, T, E, ACT, generator=g, dtype=torch.float64)
-    adv = torch.randn(B, T, E, generator=g, dtype=torch.float64)
-    mask = torch.ones(B, T, E, dtype=torch.float64)
-    mask[0, -1, 1] = 0.0  # an episode that terminated early
-    return TaskBatch(obs, actions, mask, adv)
+    return synthetic_task_batch(seed, B, T, E, OBS, ACT)
 
 
 @pytest.fixture()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import interrupted_and_straight_states, synthetic_task_batch
 
 import metarl
 from metarl.agents.cavia import CAVIAAgent, CAVIAConfig
@@ -20,7 +21,6 @@ from metarl.agents.maml import (
 from metarl.agents.reptile import ReptileAgent, ReptileConfig
 from metarl.config import make_config
 from metarl.policies import GaussianMLPPolicy, batched_dist, dist_of, flat_params, unflat_params
-from metarl.runs import create_run, load_checkpoint, open_run, read_metrics, train_run
 
 B, T, E, OBS, ACT, CTX = 2, 4, 3, 2, 2, 3
 TINY = {"meta_batch_size": 3, "episodes_per_task": 2, "horizon": 10, "hidden_sizes": [8],
@@ -29,13 +29,7 @@ TINY = {"meta_batch_size": 3, "episodes_per_task": 2, "horizon": 10, "hidden_siz
 
 
 def _batch(seed: int) -> TaskBatch:
-    g = torch.Generator().manual_seed(seed)
-    obs = torch.randn(B, T, E, OBS, generator=g, dtype=torch.float64)
-    actions = torch.randn(B, T, E, ACT, generator=g, dtype=torch.float64)
-    adv = torch.randn(B, T, E, generator=g, dtype=torch.float64)
-    mask = torch.ones(B, T, E, dtype=torch.float64)
-    mask[0, -1, 1] = 0.0  # an episode that terminated early
-    return TaskBatch(obs, actions, mask, adv)
+    return synthetic_task_batch(seed, B, T, E, OBS, ACT)
 
 
 def _agent(cls, cfg_cls, **overrides):
@@ -205,17 +199,10 @@ def test_cavia_trpo_curvature_is_the_kl_hessian_through_the_inner_loop():
 
 @pytest.mark.parametrize("agent,extra", [("reptile", {}), ("cavia", {"cg_iters": 3})])
 def test_resume_is_exact(tmp_path, agent, extra):
-    full = create_run(agent, overrides=TINY | extra, out=tmp_path / "full")
-    train_run(full, progress=False)
-    part = create_run(agent, overrides=TINY | extra, out=tmp_path / "part")
-    train_run(part, progress=False, stop_after=2)
-    train_run(open_run(part.path), resume=True, progress=False)
-    a = load_checkpoint(full.path / "checkpoint.pt")["agent_state"]
-    b = load_checkpoint(part.path / "checkpoint.pt")["agent_state"]
+    (a, b), (rows_a, rows_b) = interrupted_and_straight_states(agent, TINY | extra, tmp_path)
     for k, v in a["theta"].items():
         assert torch.equal(v, b["theta"][k]), k
-    assert [r["return/post"] for r in read_metrics(full.path)] == \
-        [r["return/post"] for r in read_metrics(part.path)]
+    assert [r["return/post"] for r in rows_a] == [r["return/post"] for r in rows_b]
 
 
 def test_cavia_adapts_only_the_context_and_keeps_it_out_of_the_meta_parameters():

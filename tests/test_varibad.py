@@ -8,13 +8,13 @@ import math
 
 import pytest
 import torch
+from conftest import interrupted_and_straight_states
 from torch.distributions import Normal, kl_divergence
 
 import metarl
 from metarl.agents.rl2 import trial_inputs
 from metarl.agents.varibad import VariBAD, VariBADConfig, VariBADPolicy, elbo_losses, gaussian_kl
 from metarl.config import make_config
-from metarl.runs import create_run, load_checkpoint, open_run, train_run
 
 TINY = {"family": "metarl/PointNav2D-v0", "num_train_tasks": 20, "num_test_tasks": 2,
         "episodes_per_trial": 2, "trials_per_iter": 4, "num_minibatches": 2, "update_epochs": 1,
@@ -100,13 +100,7 @@ def test_no_rl_gradient_reaches_the_encoder_and_the_vae_trains_only_it():
 def test_replay_reproduces_the_sampler_and_resume_is_exact(tmp_path):
     agent = _agent()
     assert agent.train_iteration(0)["ratio0"] < 1e-5   # padding rows included (early goals)
-    full = create_run("varibad", overrides=TINY, out=tmp_path / "full")
-    train_run(full, progress=False)
-    part = create_run("varibad", overrides=TINY, out=tmp_path / "part")
-    train_run(part, progress=False, stop_after=2)
-    train_run(open_run(part.path), resume=True, progress=False)
-    a = load_checkpoint(full.path / "checkpoint.pt")["agent_state"]
-    b = load_checkpoint(part.path / "checkpoint.pt")["agent_state"]
+    (a, b), _ = interrupted_and_straight_states("varibad", TINY, tmp_path)
     for k, v in a["policy"].items():
         assert torch.equal(v, b["policy"][k]), k
 
