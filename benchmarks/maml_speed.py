@@ -1,10 +1,10 @@
 """Where a MAML meta-iteration's time goes, in one run: seconds per meta-iteration and its
 split (sampling / inner loop / outer TRPO step / other), CPU-seconds per wall-second, and
 the outer step against one forward+backward of the policy over the same batch (how many
-"backward-equivalents" a TRPO step costs).
+"backward-equivalents" a TRPO step costs). Means over iterations 2..N (so the split adds up).
 
 The paper setting by default (configs/maml_pointnav.yaml: meta-batch 20 x 20 episodes,
-H 100, 10 meta-iterations; the median of iterations 2..N is reported). ``--set`` changes
+H 100, 10 meta-iterations; the mean of iterations 2..N is reported). ``--set`` changes
 preset keys (e.g. ``torch_threads=2``, or ``--preset metasgd_pointnav --agent metasgd``,
 ``--preset maml_halfcheetahvel``); ``--tag`` names the result file
 ``benchmarks/results/maml_speed[_<tag>].json``. Run it on an otherwise idle machine::
@@ -74,8 +74,8 @@ def main() -> None:
         agent.close()
     steady = rows[1:] if len(rows) > 1 else rows
 
-    def med(key: str) -> float:
-        return float(np.median([r[key] for r in steady]))
+    def med(key: str) -> float:  # mean over the steady iterations, so the split adds up
+        return float(np.mean([r[key] for r in steady]))
 
     split = {"sampling": med("time/phase_sampling_s"), "inner": med("time/phase_inner_s"),
              "outer": med("time/phase_outer_s"), "transfer": med("time/phase_transfer_s")}
@@ -83,9 +83,9 @@ def main() -> None:
     split["other"] = per_iteration - sum(split.values())
     result = {
         "agent": args.agent, "preset": args.preset, "overrides": overrides,
-        "iterations": args.iterations, "median_of_iterations": f"2..{args.iterations}",
+        "iterations": args.iterations, "mean_of_iterations": f"2..{args.iterations}",
         "seconds_per_iteration": per_iteration, "split_s": split,
-        "cpu_s_per_wall_s": float(np.median([r["cpu_s"] / r["wall_s"] for r in steady])),
+        "cpu_s_per_wall_s": float(sum(r["cpu_s"] for r in steady) / sum(r["wall_s"] for r in steady)),
         "forward_backward_s": fwd_bwd,
         "outer_step_in_backward_equivalents": split["outer"] / fwd_bwd,
         "env_steps_per_iteration": med("env_steps"),
