@@ -6,7 +6,9 @@ split and trials (episodes per trial), trained for the same budget (VariBAD's cl
 Zintgraf et al. 2020: a better first episode than RL²). ``sparse_pointnav``: the two share
 the PPO settings too, so they differ only in their architecture; ``halfcheetah_vel``: each
 keeps its own preset's PPO settings (varibad's code's for VariBAD, ours for RL²), and both
-train 200 iterations x 64 trials (2.6M env steps; the presets' 2000 are a long run). Each run is a run folder
+train 200 iterations x 64 trials (2.6M env steps); ``halfcheetah_vel_full`` is the same pair
+at the presets' 2000 iterations (25.6M env steps: hours per run, trained in ``--stop-after``
+chunks across sessions). Each run is a run folder
 ``results/trial_runs/<agent>_<setup>_s<seed>``, resumed from its checkpoint when it exists
 (``--stop-after N`` trains at most N iterations per run and invocation). Every run is
 evaluated on the same held-out tasks (the split's test half) with the same evaluation seed:
@@ -35,7 +37,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = RESULTS / "trial_runs"
 AGENTS = ("varibad", "rl2")
 #: setup -> overrides of both presets (the budget: the presets' own are long runs).
-SETUPS: dict[str, dict[str, Any]] = {"sparse_pointnav": {}, "halfcheetah_vel": {"num_iterations": 200}}
+SETUPS: dict[str, dict[str, Any]] = {"sparse_pointnav": {}, "halfcheetah_vel": {"num_iterations": 200},
+                                     "halfcheetah_vel_full": {}}
+#: a setup's preset pair, when its name is not the presets' (a budget variant)
+PRESET_OF = {"halfcheetah_vel_full": "halfcheetah_vel"}
 EVAL_SEED = 20_000
 
 
@@ -51,7 +56,7 @@ def train(agent: str, setup: str, seed: int, stop_after: int | None) -> Path:
             import shutil
 
             shutil.rmtree(path)
-        run = create_run(agent, preset=f"{agent}_{setup}",
+        run = create_run(agent, preset=f"{agent}_{PRESET_OF.get(setup, setup)}",
                          overrides={**SETUPS[setup], "seed": seed}, out=path)
         print(f"[{path.name}] new run, {run.config.num_iterations} iterations", flush=True)
         train_run(run, stop_after=stop_after, progress=False)
@@ -119,7 +124,8 @@ def main() -> None:
                     if (RUNS / f"{a}_{setup}_s{s}" / CHECKPOINT_FILE).is_file()] for a in AGENTS}
         curves = {a: pooled(d, a) for a, d in docs.items() if d}
         out: dict[str, Any] = {"setup": setup, "overrides": SETUPS[setup],
-                               "presets": [f"configs/{a}_{setup}.yaml" for a in AGENTS],
+                               "presets": [f"configs/{a}_{PRESET_OF.get(setup, setup)}.yaml"
+                                           for a in AGENTS],
                                "trials_per_task": args.trials,
                                "eval_seed": EVAL_SEED, "runs": docs,
                                "pooled": {a: c.to_dict() | {"per_task": []}
