@@ -38,7 +38,6 @@ class FamilyCheckError(MetaRLError, AssertionError):
 
 def _actions(space: gym.Space, steps: int, n: int, seed: int) -> np.ndarray:
     """``(steps, n, ...)`` actions drawn from ``space`` by a seeded generator."""
-    space = space
     rng = np.random.default_rng(seed)
     if isinstance(space, gym.spaces.Discrete):
         return rng.integers(space.start, space.start + space.n, size=(steps, n))

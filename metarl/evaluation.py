@@ -135,6 +135,20 @@ def read_curves(path: str | Path) -> list[Curve]:
     return [Curve.from_dict(c) for c in data["curves"]]
 
 
+def _trained_run(run_dir: str | Path, num_tasks: int | None) -> tuple[Any, list[Any], Any, int]:
+    """``(run, its first num_tasks test tasks, the trained agent, its last iteration)``,
+    with the run's thread count applied: what every evaluation starts from."""
+    from metarl.runs import apply_threads, open_run  # runs imports this module
+
+    run = open_run(run_dir)
+    apply_threads(run.config)
+    tasks = run.test_tasks if num_tasks is None else run.test_tasks[:int(num_tasks)]
+    if not tasks:
+        raise ConfigError(f"{run.path}: no test tasks to evaluate on")
+    agent, iteration = run.load_agent()
+    return run, tasks, agent, iteration
+
+
 def evaluate_run(run_dir: str | Path, budget: int | None = None, num_tasks: int | None = None,
                  episodes: int | None = None, seed: int = 12345, random_baseline: bool = True,
                  plot: bool = True) -> dict[str, Any]:
@@ -143,17 +157,10 @@ def evaluate_run(run_dir: str | Path, budget: int | None = None, num_tasks: int 
     Writes ``eval/curve.json``, ``eval/curve.csv`` and (``plot``) ``eval/curve.png`` in the
     run folder and returns ``{"curves": [...], "paths": {...}}``.
     """
-    from metarl.runs import apply_threads, open_run  # runs imports this module
-
-    run = open_run(run_dir)
+    run, tasks, agent, iteration = _trained_run(run_dir, num_tasks)
     cfg = run.config
-    apply_threads(cfg)
     budget = int(cfg.eval_steps if budget is None else budget)
     episodes = int(cfg.eval_episodes if episodes is None else episodes)
-    tasks = run.test_tasks if num_tasks is None else run.test_tasks[:int(num_tasks)]
-    if not tasks:
-        raise ConfigError(f"{run.path}: no test tasks to evaluate on")
-    agent, iteration = run.load_agent()
     t0 = time.perf_counter()
     try:
         trained = agent.evaluate_adaptation(tasks, budget, episodes, seed)
@@ -222,12 +229,7 @@ def evaluate_protocol(run_dir: str | Path, protocol: Protocol = METAWORLD,
     """A trained run scored by ``protocol`` on its held-out tasks: success rate and return,
     mean and 95% CI over tasks, overall and per task class (:meth:`TaskFamily.task_group`).
     Writes ``eval/protocol_<name>.json`` in the run folder and returns its content."""
-    from metarl.runs import apply_threads, open_run  # runs imports this module
-
-    run = open_run(run_dir)
-    apply_threads(run.config)
-    tasks = run.test_tasks if num_tasks is None else run.test_tasks[:int(num_tasks)]
-    agent, iteration = run.load_agent()
+    run, tasks, agent, iteration = _trained_run(run_dir, num_tasks)
     t0 = time.perf_counter()
     try:
         if agent.budget_unit == "inner steps":
