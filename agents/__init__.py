@@ -8,7 +8,7 @@ naming the module, with the original error chained (a broken ``rl2.py`` must not
 
 import importlib
 
-_AGENT_MODULES = ("maml", "metasgd", "reptile", "cavia", "rl2", "varibad")
+_AGENT_MODULES = ("maml", "metasgd", "reptile", "cavia", "rl2", "varibad", "baselines")
 
 for _name in _AGENT_MODULES:
     try:

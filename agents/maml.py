@@ -112,9 +112,10 @@ class MAMLConfig(InnerLoopConfig):
     cg_damping: float = 1e-5
     ls_max_steps: int = 15
     ls_backtrack_ratio: float = 0.8
-    #: fraction of each task's validation episodes that the conjugate gradient's
-    #: Fisher-vector products use (rllab's TRPO ``subsample_factor``); the line search
-    #: checks the KL bound and the surrogate on all of them.
+    #: fraction of the meta-batch's tasks whose inner steps and validation episodes the
+    #: conjugate gradient's Fisher-vector products use (rllab's TRPO ``subsample_factor``,
+    #: drawn per iteration); the meta-gradient, the line search's KL bound and its
+    #: surrogate use every task.
     fisher_subsample: float = 1.0
 
     def validate(self) -> None:
@@ -146,6 +147,11 @@ class TaskBatch:
             x = x.pin_memory().to(device, non_blocking=True) if pinned else x.to(device)
             return x.to(dtype) if dtype is not None and x.is_floating_point() else x
         return TaskBatch(mv(self.obs), mv(self.actions), mv(self.mask), mv(self.adv))
+
+    def tasks(self, index: torch.Tensor) -> TaskBatch:
+        """The batch of the tasks at ``index`` (along the task axis)."""
+        return TaskBatch(*(x.index_select(0, index) for x in (self.obs, self.actions, self.mask,
+                                                              self.adv)))
 
 
 def task_major(x: torch.Tensor, num_tasks: int) -> torch.Tensor:
@@ -664,21 +670,29 @@ class MAMLAgent(InnerLoopAgent):
         """Meta-parameters -> (θ, inner rates)."""
         return dict(zip(self.theta, flat, strict=True)), self.lrs
 
-    def _fisher_subsample(self, valid: TaskBatch, old_dist: Dist, iteration: int
-                          ) -> tuple[TaskBatch, Dist]:
-        """The validation episodes the Fisher-vector products use: a random
-        ``fisher_subsample`` fraction of each task's (the same episode slots for every task),
-        drawn from ``(seed, iteration)``; all of them at 1."""
-        frac = self.config.fisher_subsample
-        E = valid.obs.shape[2]
-        keep = max(1, round(E * frac))
-        if keep >= E:
-            return valid, old_dist
+    def _fisher_tasks(self, num_tasks: int, iteration: int) -> torch.Tensor | None:
+        """The tasks the Fisher-vector products use: a random ``fisher_subsample`` fraction
+        of the meta-batch (at least one), drawn from ``(seed, iteration)``; None for all."""
+        keep = max(1, round(num_tasks * self.config.fisher_subsample))
+        if keep >= num_tasks:
+            return None
         gen = torch.Generator().manual_seed(_seed(self.config.seed, iteration, 2))
-        idx = torch.randperm(E, generator=gen)[:keep].sort().values.to(valid.obs.device)
-        sub = TaskBatch(*(x.index_select(2, idx) for x in (valid.obs, valid.actions, valid.mask,
-                                                           valid.adv)))
-        return sub, tuple(d.index_select(2, idx) for d in old_dist)
+        return torch.randperm(num_tasks, generator=gen)[:keep].sort().values
+
+    def _fisher_inputs(self, theta: Params, lrs: Params, train_batches: list[TaskBatch],
+                       valid: TaskBatch, old_dist: Dist, subset: torch.Tensor
+                       ) -> tuple[Trace, Params, TaskBatch, Dist]:
+        """The inner loop (with its trace) and validation data of the tasks at ``subset``,
+        for the Fisher-vector products. Tasks adapt independently, so these are the full
+        meta-batch's rows."""
+        subset = subset.to(valid.obs.device)
+        trace: Trace = []
+        with torch.enable_grad():
+            adapted = adapt(self.policy, theta, [b.tasks(subset) for b in train_batches],
+                            self._inner_lrs(lrs), create_graph=not self.config.first_order,
+                            trace=trace, num_tasks=len(subset))
+        return trace, adapted, valid.tasks(subset), tuple(d.index_select(0, subset)
+                                                          for d in old_dist)
 
     def _set_meta_parameters(self, flat: list[torch.Tensor]) -> None:
         theta, _ = self._split(flat)
@@ -708,15 +722,18 @@ class MAMLAgent(InnerLoopAgent):
         cfg = self.config
         meta = [p.detach().requires_grad_(True) for p in self.meta_parameters()]
         theta, lrs = self._split(meta)
+        B = valid.obs.shape[0]
+        subset = self._fisher_tasks(B, iteration)
         trace: Trace = []
         with torch.enable_grad():
             adapted = adapt(self.policy, theta, train_batches, self._inner_lrs(lrs),
-                            create_graph=not cfg.first_order, trace=trace,
-                            num_tasks=valid.obs.shape[0])
+                            create_graph=not cfg.first_order,
+                            trace=trace if subset is None else None, num_tasks=B)
             old_dist = tuple(d.detach() for d in batched_dist(self.policy, adapted, valid.obs))
             loss, _ = outer_loss_and_kl(self.policy, adapted, valid, old_dist)
-        fisher_valid, fisher_old = self._fisher_subsample(valid, old_dist, iteration)
-        fvp = self._fisher_vp(meta, theta, lrs, trace, adapted, fisher_valid, fisher_old)
+        fisher = ((trace, adapted, valid, old_dist) if subset is None else
+                  self._fisher_inputs(theta, lrs, train_batches, valid, old_dist, subset))
+        fvp = self._fisher_vp(meta, theta, lrs, *fisher)
 
         def evaluate(candidate: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
             th, lr = self._split(candidate)

@@ -150,6 +150,20 @@ def paired_difference(runs: list[dict], step: int, agent: str = "metasgd") -> di
     return {"seeds": seeds, "mean": mean, "ci95": ci, "n_tasks_x_seeds": int(diffs.size)}
 
 
+def minus_preset(runs: list[dict], preset_runs: list[dict], agent: str, step: int) -> dict | None:
+    """A variant's ``agent`` minus the preset's (no tag) same agent after ``step`` steps, task
+    by task within each seed (the same tasks and evaluation seed), pooled over seeds."""
+    theirs = {d["seed"]: np.asarray(d["curve"]["per_task"][step]) for d in preset_runs
+              if d["agent"] == agent}
+    mine = {d["seed"]: np.asarray(d["curve"]["per_task"][step]) for d in runs
+            if d["agent"] == agent and d["seed"] in theirs}
+    if not mine:
+        return None
+    diffs = np.concatenate([mine[s] - theirs[s] for s in sorted(mine)])
+    mean, ci = mean_ci95(diffs)
+    return {"seeds": sorted(mine), "mean": mean, "ci95": ci, "n_tasks_x_seeds": int(diffs.size)}
+
+
 def run_results(tag: str, agents: tuple[str, ...] = AGENTS) -> list[dict]:
     """The per-run result files of a tag, agent by agent, seed by seed."""
     return [json.loads(p.read_text()) for agent in agents
@@ -216,6 +230,13 @@ def summarize_results(tag: str = "") -> dict:
                     str(k): {**paired_difference(runs + preset_maml, k, agent),
                              "maml_runs": "the preset's (no tag)"}
                     for k in range(1, len(summary["agents"][agent]["return_by_step_mean"]))}
+    if tag:  # a variant: each agent against the preset's runs of the same agent
+        preset_runs = run_results("")
+        for agent in summary["agents"]:
+            steps = range(1, len(summary["agents"][agent]["return_by_step_mean"]))
+            by_step = {str(k): minus_preset(runs, preset_runs, agent, k) for k in steps}
+            if all(by_step.values()):
+                summary[f"{agent}_minus_preset_by_step"] = by_step
     (RESULTS / f"{prefix}.json").write_text(json.dumps(summary, indent=1))
     if curves:
         plot_curves(curves, RESULTS / f"{prefix}.png",

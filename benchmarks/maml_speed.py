@@ -50,6 +50,16 @@ def backward_seconds(agent: Any, repeats: int = 5) -> float:
     return float(np.median(times))
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--agent", default="maml")
@@ -89,8 +99,10 @@ def main() -> None:
         "forward_backward_s": fwd_bwd,
         "outer_step_in_backward_equivalents": split["outer"] / fwd_bwd,
         "env_steps_per_iteration": med("env_steps"),
+        "line_search_steps": med("ls_steps"),
         "torch_threads": run.config.torch_threads,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "cpu": platform.processor() or _cpu_model(),
                     "load_avg_1min": os.getloadavg()[0]},
     }
     print(json.dumps(result, indent=1))

@@ -274,6 +274,19 @@ class TaskFamily(ABC):
     def make_env(self, task: TaskLike | None = None, render_mode: str | None = None) -> MetaEnv:
         """A ``gymnasium.Env`` for ``task`` (the default task when ``None``)."""
 
+    def task_features(self, task: Task) -> np.ndarray:
+        """The task as a flat float vector (what the ``oracle`` baseline observes): its
+        parameters in ``task_space`` order, arrays flattened, a name one-hot over its
+        space's names. Override where the parameters are not numbers of a fixed size."""
+        parts = []
+        for name, space in self.task_space.items():
+            value = task[name]
+            if isinstance(value, str):
+                parts.append(np.asarray([v == value for v in space.support], dtype=np.float64))
+            else:
+                parts.append(np.asarray(value, dtype=np.float64).reshape(-1))
+        return np.concatenate(parts) if parts else np.zeros(0)
+
     def task_group(self, task: Task) -> str | None:
         """The class a task belongs to, for results broken down by class (Meta-World: its
         environment name); ``None``: the family's tasks form one group."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import synthetic_task_batch
 
 import metarl
-from metarl.agents.maml import MAMLAgent, MAMLConfig
+from metarl.agents.maml import MAMLAgent, MAMLConfig, adapt
 from metarl.agents.metasgd import MetaSGDAgent, MetaSGDConfig
 from metarl.config import make_config
 from metarl.errors import ConfigError
@@ -123,25 +124,49 @@ def test_nan_in_outer_loss_skips_iteration(monkeypatch):
 
 
 def test_fisher_subsample_keeps_the_kl_bound_on_the_full_batch_and_is_seeded():
-    full = _agent(MAMLAgent, MAMLConfig, episodes_per_task=4)
-    half = _agent(MAMLAgent, MAMLConfig, episodes_per_task=4, fisher_subsample=0.5)
-    again = _agent(MAMLAgent, MAMLConfig, episodes_per_task=4, fisher_subsample=0.5)
+    full = _agent(MAMLAgent, MAMLConfig, meta_batch_size=4)
+    half = _agent(MAMLAgent, MAMLConfig, meta_batch_size=4, fisher_subsample=0.5)
+    again = _agent(MAMLAgent, MAMLConfig, meta_batch_size=4, fisher_subsample=0.5)
     info_full, info_half = full.train_iteration(0), half.train_iteration(0)
     again.train_iteration(0)
     assert info_half["accepted"] == 1.0 and info_half["kl"] <= half.config.max_kl
     assert info_full["accepted"] == 1.0
-    # another curvature, so another step; the same draw of episodes again
+    # another curvature, so another step; the same draw of tasks again
     assert any(not torch.equal(full.theta[k], half.theta[k]) for k in full.theta)
     assert all(torch.equal(half.theta[k], again.theta[k]) for k in half.theta)
-    sub, old = half._fisher_subsample(*_valid_and_old(half), iteration=3)
-    assert sub.obs.shape[2] == 2 and old[0].shape[2] == 2
+    subset = half._fisher_tasks(20, iteration=3)
+    assert subset.tolist() == sorted(set(subset.tolist())) and len(subset) == 10
+    assert not torch.equal(subset, half._fisher_tasks(20, iteration=4))
+    assert full._fisher_tasks(20, iteration=3) is None
+    assert len(_agent(MAMLAgent, MAMLConfig, fisher_subsample=0.01)._fisher_tasks(20, 0)) == 1
 
 
-def _valid_and_old(agent):
-    from metarl.agents.maml import TaskBatch
+@pytest.mark.parametrize("agent", ["maml", "metasgd", "cavia"])
+def test_subsampled_fisher_products_average_to_the_full_one(agent):
+    # The mean KL is the mean of per-task KLs, so the Fisher of the meta-batch is the mean
+    # of the tasks' Fishers: products on one-task subsets, averaged, give the full product.
+    from metarl.agent import get_agent
+    from metarl.policies import batched_dist
 
-    g = torch.Generator().manual_seed(0)
-    B, T, E = 2, 3, 4
-    valid = TaskBatch(torch.randn(B, T, E, 2, generator=g), torch.randn(B, T, E, 2, generator=g),
-                      torch.ones(B, T, E), torch.randn(B, T, E, generator=g))
-    return valid, (torch.randn(B, T, E, 2, generator=g), torch.zeros(B, T, E, 2))
+    spec = get_agent(agent)
+    agent = _agent(spec.agent_cls, spec.config_cls, hidden_sizes=[3])
+    policy = agent.policy.double()
+    agent.theta = {k: v.detach().double().requires_grad_(True) for k, v in agent.theta.items()}
+    agent.lrs = {k: v.detach().double().requires_grad_(v.requires_grad)
+                 for k, v in agent.lrs.items()}
+    B, dims = 3, {"obs_dim": policy.obs_dim, "act_dim": policy.act_dim}
+    train = [synthetic_task_batch(1, tasks=B, **dims), synthetic_task_batch(2, tasks=B, **dims)]
+    valid = synthetic_task_batch(3, tasks=B, **dims)
+    meta = [p.detach().requires_grad_(True) for p in agent.meta_parameters()]
+    theta, lrs = agent._split(meta)
+    trace = []
+    adapted = adapt(policy, theta, train, agent._inner_lrs(lrs), create_graph=True, trace=trace,
+                    num_tasks=B)
+    old = tuple(d.detach() for d in batched_dist(policy, adapted, valid.obs))
+    v = torch.randn(sum(m.numel() for m in meta), generator=torch.Generator().manual_seed(0),
+                    dtype=torch.float64)
+    whole = agent._fisher_vp(meta, theta, lrs, trace, adapted, valid, old)(v)
+    parts = torch.stack([agent._fisher_vp(meta, theta, lrs, *agent._fisher_inputs(
+        theta, lrs, train, valid, old, torch.tensor([b])))(v) for b in range(B)])
+    torch.testing.assert_close(parts.mean(0), whole, rtol=1e-8, atol=1e-12)
+    assert not torch.allclose(parts[0], parts[1])  # the tasks' curvatures do differ

@@ -1,0 +1,338 @@
+"""Does meta-learning pay? Every learner we have and the three SB3 baselines (multitask
+fine-tuning, the oracle told the task, PPO from scratch) on the same held-out tasks.
+
+A setup is a family, one train/test split shared by every agent (the same
+``num_train_tasks``, ``num_test_tasks`` and ``split_seed`` override every preset), an
+evaluation (``--eval-tasks`` of the test tasks, the same evaluation seed for all) and, per
+agent, a preset plus overrides (the env-step budget of each run is recorded beside its
+row). Runs are run folders ``results/compare_runs/<setup>/<agent>_s<seed>``, resumed from
+their checkpoints (``--stop-after N`` trains at most N iterations of each run per
+invocation, so the long ones advance across sessions).
+
+Points of a curve are counted in episodes of experience in the new task (x): the
+gradient learners and the fine-tuned baselines take k rounds of ``episodes`` episodes
+(x = k · episodes), the trial learners (RL², VariBAD) are in episode k of a trial (x = k − 1).
+Per setup the JSON holds each run's per-task curve and, at every x, mean ± 95% CI over
+tasks × seeds and the paired difference to ``multitask`` at the same x. Across setups:
+scores normalized per setup by ``(R − R_scratch(0)) / (R_oracle − R_scratch(0))`` after one
+round of adaptation (x = ``episodes`` for rounds, the second episode for trials), their
+interquartile mean with a stratified-bootstrap CI and the probability of improvement over
+``multitask`` (Agarwal et al. 2021; :mod:`metarl.stats`).
+
+    python benchmarks/compare.py --setups pointnav --stop-after 100 --train-only  # train / continue
+    python benchmarks/compare.py --evaluate                           # score what exists
+    python benchmarks/compare.py --setups pointnav --agents maml multitask --seeds 0 --smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metarl.evaluation import Curve, mean_ci95, summarize
+from metarl.plotting import plot_curves
+from metarl.runs import CHECKPOINT_FILE, create_run, open_run, read_metrics, train_run
+from metarl.stats import iqm, probability_of_improvement_ci, stratified_bootstrap_ci
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RUNS = RESULTS / "compare_runs"
+EVAL_SEED = 30_000
+TRIAL_AGENTS = ("rl2", "varibad")
+BASELINES = ("multitask", "oracle", "scratch")
+
+#: setup -> family, shared split, evaluation, and agent -> (preset, overrides).
+SETUPS: dict[str, dict[str, Any]] = {
+    "pointnav": {
+        "family": {"family": "metarl/PointNav2D-v0"},
+        "split": {"num_train_tasks": 1000, "num_test_tasks": 400, "split_seed": 0},
+        "episodes": 20, "rounds": 3,
+        "agents": {
+            "maml": ("maml_pointnav", {"num_iterations": 70}),
+            "metasgd": ("metasgd_pointnav", {"num_iterations": 70}),
+            "reptile": ("reptile_pointnav", {"num_iterations": 70}),
+            "cavia": ("cavia_pointnav", {"num_iterations": 70}),
+            "rl2": ("rl2_pointnav", {}),
+            # MAML's 70 iterations sample about 5.4M env steps: 527 x 10240 for PPO
+            "multitask": ("multitask_default", {"num_iterations": 527}),
+            "oracle": ("oracle_default", {"num_iterations": 527}),
+            "scratch": ("scratch_default", {}),
+        },
+    },
+    # The dynamics family: HalfCheetahRandParams rather than Hopper, because the cheetah never
+    # terminates, so every episode is full length and returns compare across dynamics
+    # (Hopper's falls end episodes early by amounts that depend on the dynamics).
+    # Budget: about 20M env steps for every agent (H = 200): MAML / CAVIA 62 x 320k,
+    # Reptile 25 x 800k, RL² / VariBAD 781 x 25.6k, PPO 1953 x 10240.
+    "halfcheetah_randparams": {
+        "family": {},
+        "split": {"num_train_tasks": 1000, "num_test_tasks": 40, "split_seed": 0},
+        "episodes": 20, "rounds": 3,
+        "agents": {
+            "maml": ("maml_halfcheetah_randparams", {"num_iterations": 62}),
+            "cavia": ("cavia_halfcheetah_randparams", {"num_iterations": 62}),
+            "reptile": ("reptile_halfcheetah_randparams", {"num_iterations": 25}),
+            "rl2": ("rl2_halfcheetah_randparams", {"num_iterations": 781}),
+            "varibad": ("varibad_halfcheetah_randparams", {"num_iterations": 781}),
+            # SB3's own action space (the family's [-1, 1]): the others' action scale 10
+            # is a setting of their Gaussian policies, not of the tasks
+            "multitask": ("multitask_default", {"family": "metarl/HalfCheetahRandParams-v0",
+                                                "num_iterations": 1953}),
+            "oracle": ("oracle_default", {"family": "metarl/HalfCheetahRandParams-v0",
+                                          "num_iterations": 1953}),
+            "scratch": ("scratch_default", {"family": "metarl/HalfCheetahRandParams-v0"}),
+        },
+    },
+    # Reward family, H = 100, about 10M env steps each: MAML / Meta-SGD / CAVIA 62 x 160k,
+    # Reptile 25 x 400k, RL² / VariBAD 781 x 12.8k, PPO 977 x 10240.
+    "halfcheetah_vel": {
+        "family": {},
+        "split": {"num_train_tasks": 1000, "num_test_tasks": 40, "split_seed": 0},
+        "episodes": 20, "rounds": 3,
+        "agents": {
+            "maml": ("maml_halfcheetahvel", {"num_iterations": 62}),
+            "metasgd": ("metasgd_halfcheetahvel", {"num_iterations": 62}),
+            "cavia": ("cavia_halfcheetahvel", {"num_iterations": 62}),
+            "reptile": ("reptile_halfcheetahvel", {"num_iterations": 25}),
+            "rl2": ("rl2_halfcheetah_vel", {"num_iterations": 781}),
+            "varibad": ("varibad_halfcheetah_vel", {"num_iterations": 781}),
+            "multitask": ("multitask_default", {"family": "metarl/HalfCheetahVel-v0",
+                                                "num_iterations": 977}),
+            "oracle": ("oracle_default", {"family": "metarl/HalfCheetahVel-v0",
+                                          "num_iterations": 977}),
+            "scratch": ("scratch_default", {"family": "metarl/HalfCheetahVel-v0"}),
+        },
+    },
+}
+
+
+def run_path(setup: str, agent: str, seed: int) -> Path:
+    return RUNS / setup / f"{agent}_s{seed}"
+
+
+def overrides_of(setup: str, agent: str, seed: int, smoke: bool) -> tuple[str, dict[str, Any]]:
+    spec = SETUPS[setup]
+    preset, extra = spec["agents"][agent]
+    over = {**spec["family"], **spec["split"], **extra, "seed": seed,
+            "eval_steps": 0}  # compare.py evaluates; the run's own evaluation is not needed
+    if smoke:  # a few minutes end to end, the pipeline only
+        over.update(num_iterations=0 if agent == "scratch" else 2)
+    return preset, over
+
+
+def train(setup: str, agent: str, seed: int, stop_after: int | None, smoke: bool) -> None:
+    path = run_path(setup, agent, seed)
+    if (path / CHECKPOINT_FILE).is_file():
+        train_run(open_run(path), resume=True, stop_after=stop_after, progress=False)
+        return
+    if path.exists():  # stopped before its first checkpoint: start again
+        shutil.rmtree(path)
+    preset, over = overrides_of(setup, agent, seed, smoke)
+    run = create_run(agent, preset=preset, overrides=over, out=path)
+    print(f"[{setup}/{path.name}] new run: {preset}, {run.config.num_iterations} iterations",
+          flush=True)
+    train_run(run, stop_after=stop_after, progress=False)
+
+
+def evaluate(setup: str, agent: str, seed: int, eval_tasks: int) -> dict[str, Any] | None:
+    """The run's curve on the first ``eval_tasks`` test tasks (cached beside the run while
+    the checkpoint does not change)."""
+    path = run_path(setup, agent, seed)
+    trained = (path / CHECKPOINT_FILE).is_file()
+    if not trained and not (agent == "scratch" and (path / "config.yaml").is_file()):
+        return None
+    cache = path / f"compare_eval_{eval_tasks}.json"
+    stamp = (path / CHECKPOINT_FILE).stat().st_mtime if trained else 0.0
+    if cache.is_file():
+        doc = json.loads(cache.read_text())
+        if doc.get("checkpoint_mtime") == stamp:
+            return doc
+    run = open_run(path)
+    if trained:
+        agent_obj, iteration = run.load_agent()
+        done = iteration + 1
+    else:
+        agent_obj, done = run.make_agent(), 0
+    spec = SETUPS[setup]
+    tasks = run.test_tasks[:eval_tasks]
+    t0 = time.perf_counter()
+    if agent in TRIAL_AGENTS:
+        result = agent_obj.evaluate_adaptation(tasks, run.config.episodes_per_trial, 4,
+                                               seed=EVAL_SEED)
+    else:
+        result = agent_obj.evaluate_adaptation(tasks, spec["rounds"], spec["episodes"],
+                                               seed=EVAL_SEED)
+    agent_obj.close()
+    rows = read_metrics(path) if trained else []
+    doc = {"run": f"{setup}/{path.name}", "agent": agent, "seed": seed, "iterations": done,
+           "planned_iterations": run.config.num_iterations,
+           "env_steps": float(sum(r["env_steps"] for r in rows)),
+           "train_wall_s": float(sum(iteration_seconds(r) for r in rows)),
+           "eval_wall_s": time.perf_counter() - t0, "checkpoint_mtime": stamp,
+           "tasks": [t.to_dict() for t in tasks],
+           "curve": summarize(result, f"{agent} seed {seed}").to_dict()}
+    cache.write_text(json.dumps(doc))
+    return doc
+
+
+def iteration_seconds(row: dict[str, float]) -> float:
+    """An iteration's wall-clock as the agent logged it (RL² and the baselines: its total;
+    the inner-loop agents: sampling + update)."""
+    if "time_total" in row:
+        return row["time_total"]
+    return row.get("time/sample_s", 0.0) + row.get("time/update_s", 0.0)
+
+
+def pooled(docs: list[dict[str, Any]], label: str) -> Curve:
+    curves = [Curve.from_dict(d["curve"]) for d in docs]
+    per_task = [np.concatenate([np.asarray(c.per_task[k]) for c in curves])
+                for k in range(len(curves[0].budgets))]
+    stats = [mean_ci95(x) for x in per_task]
+    steps = np.mean([d["env_steps"] for d in docs])
+    return Curve(label=f"{label} ({len(docs)} seeds, {steps / 1e6:.1f}M steps)",
+                 budgets=curves[0].budgets, episodes=curves[0].episodes,
+                 mean=[m for m, _ in stats], ci95=[c for _, c in stats],
+                 n_tasks=len(per_task[0]), budget_unit=curves[0].budget_unit,
+                 per_task=[x.tolist() for x in per_task])
+
+
+def one_round(curve: Curve) -> int:
+    """The row after one round of adaptation: inner step / fine-tuning round 1, or the
+    second episode of a trial."""
+    return 1 if len(curve.budgets) > 1 else 0
+
+
+def summarize_setup(setup: str, docs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    tasks = {d["run"]: d["tasks"] for ds in docs.values() for d in ds}
+    if len({json.dumps(t) for t in tasks.values()}) > 1:
+        raise SystemExit(f"{setup}: the runs were evaluated on different tasks ({sorted(tasks)}); "
+                         "every agent of a setup must share the split")
+    curves = {a: pooled(d, a) for a, d in docs.items() if d}
+    table = {a: {f"{c.episodes[k]:g}": {"mean": c.mean[k], "ci95": c.ci95[k], "budget": c.budgets[k]}
+                 for k in range(len(c.budgets))} for a, c in curves.items()}
+    paired: dict[str, Any] = {}
+    if "multitask" in curves:
+        base = {d["seed"]: d["curve"] for d in docs["multitask"]}
+        for a, runs in docs.items():
+            if a == "multitask" or not runs:
+                continue
+            k_self = one_round(curves[a])
+            # at the same experience x: one round of the agent against multitask's row at x
+            x = curves[a].episodes[k_self]
+            if x not in curves["multitask"].episodes:
+                continue
+            k_base = curves["multitask"].episodes.index(x)
+            diffs = np.concatenate([np.asarray(d["curve"]["per_task"][k_self])
+                                    - np.asarray(base[d["seed"]]["per_task"][k_base])
+                                    for d in runs if d["seed"] in base])
+            if diffs.size:
+                m, ci = mean_ci95(diffs)
+                paired[a] = {"x_episodes": x, "mean": m, "ci95": ci, "n": int(diffs.size),
+                             "excludes_zero": bool(abs(m) > ci)}
+    return {"curves": curves, "table": table, "minus_multitask_after_one_round": paired}
+
+
+def normalized_scores(summaries: dict[str, dict[str, Any]],
+                      docs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, np.ndarray]:
+    """Per agent, ``(seeds, setups)`` scores after one round, normalized per setup by the
+    scratch policy at x = 0 (0) and the oracle (1); setups lacking either are left out."""
+    setups = [s for s, summ in summaries.items()
+              if {"scratch", "oracle"} <= set(summ["curves"])]
+    scores: dict[str, np.ndarray] = {}
+    agents = sorted({a for s in setups for a in summaries[s]["curves"]})
+    for a in agents:
+        if not all(a in summaries[s]["curves"] for s in setups) or not setups:
+            continue
+        cols = []
+        for s in setups:
+            c = summaries[s]["curves"]
+            low, high = c["scratch"].mean[0], c["oracle"].mean[0]
+            k = one_round(c[a])
+            per_seed = [float(np.mean(d["curve"]["per_task"][k])) for d in docs[s][a]]
+            cols.append([(v - low) / (high - low) for v in per_seed])
+        n = min(len(col) for col in cols)
+        scores[a] = np.array([col[:n] for col in cols]).T
+    return scores
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    ap.add_argument("--agents", nargs="+", default=None, help="default: every agent of the setup")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    ap.add_argument("--stop-after", type=int, default=None,
+                    help="train at most this many iterations of each run now")
+    ap.add_argument("--evaluate", action="store_true", help="only score the runs as they are")
+    ap.add_argument("--train-only", action="store_true",
+                    help="train (or continue) the runs and stop: score them later")
+    ap.add_argument("--eval-tasks", type=int, default=100,
+                    help="the first N test tasks of the split (the same for every agent)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="2 iterations per run, in runs/compare_smoke/: the pipeline only")
+    args = ap.parse_args()
+    global RUNS
+    out_dir = RESULTS
+    if args.smoke:  # not a result: beside the other scratch runs, uncommitted
+        out_dir = RUNS = Path("runs") / "compare_smoke"
+        out_dir.mkdir(parents=True, exist_ok=True)
+    summaries, all_docs = {}, {}
+    for setup in args.setups:
+        agents = args.agents or list(SETUPS[setup]["agents"])
+        unknown = set(agents) - set(SETUPS[setup]["agents"])
+        if unknown:
+            raise SystemExit(f"{setup} has no agent(s) {sorted(unknown)}; it has "
+                             f"{list(SETUPS[setup]['agents'])}")
+        if not args.evaluate:
+            for seed in args.seeds:
+                for agent in agents:
+                    train(setup, agent, seed, args.stop_after, args.smoke)
+        if args.train_only:
+            continue
+        docs = {a: [d for s in args.seeds if (d := evaluate(setup, a, s, args.eval_tasks))]
+                for a in agents}
+        summary = summarize_setup(setup, docs)
+        summaries[setup], all_docs[setup] = summary, docs
+        out = {"setup": setup, "spec": {k: v for k, v in SETUPS[setup].items()},
+               "eval_tasks": args.eval_tasks, "eval_seed": EVAL_SEED,
+               "tasks": next((d["tasks"] for ds in docs.values() for d in ds), []),
+               "runs": {a: [{k: v for k, v in d.items() if k not in ("checkpoint_mtime", "tasks")}
+                            for d in ds]
+                        for a, ds in docs.items()},
+               "pooled": {a: c.to_dict() | {"per_task": []} for a, c in summary["curves"].items()},
+               "table": summary["table"],
+               "minus_multitask_after_one_round": summary["minus_multitask_after_one_round"]}
+        (out_dir / f"compare_{setup}.json").write_text(json.dumps(out, indent=1))
+        if summary["curves"]:
+            plot_curves(list(summary["curves"].values()), out_dir / f"compare_{setup}.png",
+                        title=f"{setup}: held-out tasks, {args.eval_tasks} tasks per seed")
+        for c in summary["curves"].values():
+            cells = ", ".join(f"x={e:g}: {m:.2f} ± {ci:.2f}"
+                              for e, m, ci in zip(c.episodes, c.mean, c.ci95, strict=True))
+            print(f"{setup:10s} {c.label:40s} {cells}")
+        for a, p in summary["minus_multitask_after_one_round"].items():
+            print(f"{setup:10s} {a} - multitask at x={p['x_episodes']:g}: "
+                  f"{p['mean']:+.2f} ± {p['ci95']:.2f}")
+    scores = normalized_scores(summaries, all_docs)
+    if scores:
+        agg: dict[str, Any] = {"setups": [s for s in summaries
+                                          if {"scratch", "oracle"} <= set(summaries[s]["curves"])]}
+        for a, x in scores.items():
+            agg[a] = {"iqm": stratified_bootstrap_ci(x, iqm), "scores": x.tolist()}
+            if a != "multitask" and "multitask" in scores:
+                agg[a]["p_improvement_over_multitask"] = probability_of_improvement_ci(
+                    x, scores["multitask"])
+        (out_dir / "compare_aggregate.json").write_text(json.dumps(agg, indent=1))
+        for a, v in agg.items():
+            if a != "setups":
+                print(f"aggregate {a:10s} IQM {v['iqm'][0]:.3f} [{v['iqm'][1]:.3f}, {v['iqm'][2]:.3f}]"
+                      + (f"  P(> multitask) {v['p_improvement_over_multitask'][0]:.2f}"
+                         if "p_improvement_over_multitask" in v else ""))
+
+
+if __name__ == "__main__":
+    main()
