@@ -8,7 +8,9 @@ the PPO settings too, so they differ only in their architecture; ``halfcheetah_v
 keeps its own preset's PPO settings (varibad's code's for VariBAD, ours for RL²), and both
 train 200 iterations x 64 trials (2.6M env steps); ``halfcheetah_vel_full`` is the same pair
 at the presets' 2000 iterations (25.6M env steps: hours per run, trained in ``--stop-after``
-chunks across sessions). Each run is a run folder
+chunks across sessions); ``halfcheetah_vel_rl2ppo`` is ``halfcheetah_vel`` with VariBAD
+given RL²'s PPO settings (learning rate, its annealing, γ, GAE, clip, epochs, entropy), so
+the two differ only in their architecture (RL²'s runs are ``halfcheetah_vel``'s). Each run is a run folder
 ``results/trial_runs/<agent>_<setup>_s<seed>``, resumed from its checkpoint when it exists
 (``--stop-after N`` trains at most N iterations per run and invocation). Every run is
 evaluated on the same held-out tasks (the split's test half) with the same evaluation seed:
@@ -38,15 +40,28 @@ RUNS = RESULTS / "trial_runs"
 AGENTS = ("varibad", "rl2")
 #: setup -> overrides of both presets (the budget: the presets' own are long runs).
 SETUPS: dict[str, dict[str, Any]] = {"sparse_pointnav": {}, "halfcheetah_vel": {"num_iterations": 200},
-                                     "halfcheetah_vel_full": {}}
+                                     "halfcheetah_vel_full": {},
+                                     "halfcheetah_vel_rl2ppo": {"num_iterations": 200}}
+#: overrides of one agent's preset in a setup: ``halfcheetah_vel_rl2ppo`` gives VariBAD
+#: rl2_halfcheetah_vel's PPO settings, so that the two differ only in their architecture
+AGENT_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
+    ("varibad", "halfcheetah_vel_rl2ppo"): {
+        "lr": 3e-4, "anneal_lr": True, "gamma": 0.99, "gae_lambda": 0.95, "clip_coef": 0.2,
+        "update_epochs": 4, "num_minibatches": 4, "ent_coef": 0.0}}
+#: a setup whose runs of an agent are another setup's (that agent's settings are the same)
+SHARED_RUNS = {("rl2", "halfcheetah_vel_rl2ppo"): "halfcheetah_vel"}
 #: a setup's preset pair, when its name is not the presets' (a budget variant)
-PRESET_OF = {"halfcheetah_vel_full": "halfcheetah_vel"}
+PRESET_OF = {"halfcheetah_vel_full": "halfcheetah_vel", "halfcheetah_vel_rl2ppo": "halfcheetah_vel"}
 EVAL_SEED = 20_000
+
+
+def run_path(agent: str, setup: str, seed: int) -> Path:
+    return RUNS / f"{agent}_{SHARED_RUNS.get((agent, setup), setup)}_s{seed}"
 
 
 def train(agent: str, setup: str, seed: int, stop_after: int | None) -> Path:
     """Train (or continue) one run of the setup's preset pair."""
-    path = RUNS / f"{agent}_{setup}_s{seed}"
+    path = run_path(agent, setup, seed)
     if (path / CHECKPOINT_FILE).is_file():
         run = open_run(path)
         print(f"[{path.name}] resuming", flush=True)
@@ -57,7 +72,8 @@ def train(agent: str, setup: str, seed: int, stop_after: int | None) -> Path:
 
             shutil.rmtree(path)
         run = create_run(agent, preset=f"{agent}_{PRESET_OF.get(setup, setup)}",
-                         overrides={**SETUPS[setup], "seed": seed}, out=path)
+                         overrides={**SETUPS[setup], **AGENT_OVERRIDES.get((agent, setup), {}),
+                                    "seed": seed}, out=path)
         print(f"[{path.name}] new run, {run.config.num_iterations} iterations", flush=True)
         train_run(run, stop_after=stop_after, progress=False)
     return path
@@ -120,10 +136,12 @@ def main() -> None:
             for seed in args.seeds:
                 for agent in AGENTS:
                     train(agent, setup, seed, args.stop_after)
-        docs = {a: [evaluate(RUNS / f"{a}_{setup}_s{s}", args.trials) for s in args.seeds
-                    if (RUNS / f"{a}_{setup}_s{s}" / CHECKPOINT_FILE).is_file()] for a in AGENTS}
+        docs = {a: [evaluate(run_path(a, setup, s), args.trials) for s in args.seeds
+                    if (run_path(a, setup, s) / CHECKPOINT_FILE).is_file()] for a in AGENTS}
         curves = {a: pooled(d, a) for a, d in docs.items() if d}
         out: dict[str, Any] = {"setup": setup, "overrides": SETUPS[setup],
+                               "agent_overrides": {a: AGENT_OVERRIDES.get((a, setup), {})
+                                                   for a in AGENTS},
                                "presets": [f"configs/{a}_{PRESET_OF.get(setup, setup)}.yaml"
                                            for a in AGENTS],
                                "trials_per_task": args.trials,

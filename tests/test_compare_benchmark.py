@@ -1,0 +1,69 @@
+"""benchmarks/compare.py's bookkeeping on hand-made run records: pairing with multitask at
+the same experience, the normalized scores of the aggregate, and the same-tasks check."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import compare  # noqa: E402
+
+
+def _doc(agent: str, seed: int, per_task: list[list[float]], episodes: list[float],
+         tasks: list[dict] | None = None) -> dict:
+    rows = len(per_task)
+    return {"run": f"s/{agent}_s{seed}", "agent": agent, "seed": seed, "env_steps": 1e6,
+            "tasks": tasks if tasks is not None else [{"goal": 1}],
+            "curve": {"label": agent, "budgets": list(range(rows)), "episodes": episodes,
+                      "mean": [float(np.mean(r)) for r in per_task], "ci95": [0.0] * rows,
+                      "n_tasks": len(per_task[0]), "budget_unit": "inner steps",
+                      "success_mean": None, "success_ci95": None, "per_task": per_task}}
+
+
+def _docs():
+    rounds = [0.0, 20.0]
+    return {
+        "maml": [_doc("maml", 0, [[-40, -30], [-10, -20]], rounds),
+                 _doc("maml", 1, [[-40, -30], [-12, -22]], rounds)],
+        "multitask": [_doc("multitask", 0, [[-35, -35], [-15, -15]], rounds),
+                      _doc("multitask", 1, [[-35, -35], [-16, -16]], rounds)],
+        "rl2": [_doc("rl2", 0, [[-30, -30], [-20, -20]], [0.0, 1.0]),
+                _doc("rl2", 1, [[-30, -30], [-20, -20]], [0.0, 1.0])],
+        "oracle": [_doc("oracle", 0, [[-5, -5], [-5, -5]], rounds),
+                   _doc("oracle", 1, [[-5, -5], [-5, -5]], rounds)],
+        "scratch": [_doc("scratch", 0, [[-105, -105], [-90, -90]], rounds),
+                    _doc("scratch", 1, [[-105, -105], [-90, -90]], rounds)],
+    }
+
+
+def test_pairs_each_agent_with_multitask_at_the_same_experience():
+    summary = compare.summarize_setup("s", _docs())
+    paired = summary["minus_multitask_after_one_round"]
+    # maml - multitask after one round, task by task within seeds: +5, -5, +4, -6
+    assert paired["maml"]["x_episodes"] == 20.0
+    assert paired["maml"]["mean"] == pytest.approx(-0.5) and paired["maml"]["n"] == 4
+    # RL²'s second episode (x = 1) has no multitask point at the same experience
+    assert "rl2" not in paired
+    assert summary["table"]["maml"]["20"]["mean"] == pytest.approx(-16.0)
+
+
+def test_normalized_scores_put_scratch_at_zero_and_the_oracle_at_one():
+    docs = _docs()
+    summary = compare.summarize_setup("s", docs)
+    scores = compare.normalized_scores({"s": summary}, {"s": docs})
+    # (R - R_scratch(0)) / (R_oracle(0) - R_scratch(0)) = (R + 105) / 100 after one round
+    np.testing.assert_allclose(scores["maml"], [[0.9], [0.88]])
+    np.testing.assert_allclose(scores["multitask"], [[0.9], [0.89]])
+    np.testing.assert_allclose(scores["rl2"], [[0.85], [0.85]])
+    np.testing.assert_allclose(scores["oracle"], [[1.0], [1.0]])
+
+
+def test_runs_on_different_tasks_are_refused():
+    docs = _docs()
+    docs["maml"][0]["tasks"] = [{"goal": 2}]
+    with pytest.raises(SystemExit, match="different tasks"):
+        compare.summarize_setup("s", docs)
