@@ -46,6 +46,15 @@ EVAL_SEED = 30_000
 TRIAL_AGENTS = ("rl2", "varibad")
 BASELINES = ("multitask", "oracle", "scratch")
 
+def sb3_baselines(family: str | None, iterations: int) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The three SB3 baselines of a setup: multitask and oracle trained for ``iterations``
+    x 10240 env steps, scratch untrained; on ``family`` (None: their presets' PointNav2D)."""
+    on = {"family": family} if family else {}
+    return {"multitask": ("multitask_default", {**on, "num_iterations": iterations}),
+            "oracle": ("oracle_default", {**on, "num_iterations": iterations}),
+            "scratch": ("scratch_default", on)}
+
+
 #: setup -> family, shared split, evaluation, and agent -> (preset, overrides).
 SETUPS: dict[str, dict[str, Any]] = {
     "pointnav": {
@@ -59,9 +68,7 @@ SETUPS: dict[str, dict[str, Any]] = {
             "cavia": ("cavia_pointnav", {"num_iterations": 70}),
             "rl2": ("rl2_pointnav", {}),
             # MAML's 70 iterations sample about 5.4M env steps: 527 x 10240 for PPO
-            "multitask": ("multitask_default", {"num_iterations": 527}),
-            "oracle": ("oracle_default", {"num_iterations": 527}),
-            "scratch": ("scratch_default", {}),
+            **sb3_baselines(None, 527),
         },
     },
     # The dynamics family: HalfCheetahRandParams rather than Hopper, because the cheetah never
@@ -81,11 +88,7 @@ SETUPS: dict[str, dict[str, Any]] = {
             "varibad": ("varibad_halfcheetah_randparams", {"num_iterations": 781}),
             # SB3's own action space (the family's [-1, 1]): the others' action scale 10
             # is a setting of their Gaussian policies, not of the tasks
-            "multitask": ("multitask_default", {"family": "metarl/HalfCheetahRandParams-v0",
-                                                "num_iterations": 1953}),
-            "oracle": ("oracle_default", {"family": "metarl/HalfCheetahRandParams-v0",
-                                          "num_iterations": 1953}),
-            "scratch": ("scratch_default", {"family": "metarl/HalfCheetahRandParams-v0"}),
+            **sb3_baselines("metarl/HalfCheetahRandParams-v0", 1953),
         },
     },
     # Reward family, H = 100, about 10M env steps each: MAML / Meta-SGD / CAVIA 62 x 160k,
@@ -101,11 +104,7 @@ SETUPS: dict[str, dict[str, Any]] = {
             "reptile": ("reptile_halfcheetahvel", {"num_iterations": 25}),
             "rl2": ("rl2_halfcheetah_vel", {"num_iterations": 781}),
             "varibad": ("varibad_halfcheetah_vel", {"num_iterations": 781}),
-            "multitask": ("multitask_default", {"family": "metarl/HalfCheetahVel-v0",
-                                                "num_iterations": 977}),
-            "oracle": ("oracle_default", {"family": "metarl/HalfCheetahVel-v0",
-                                          "num_iterations": 977}),
-            "scratch": ("scratch_default", {"family": "metarl/HalfCheetahVel-v0"}),
+            **sb3_baselines("metarl/HalfCheetahVel-v0", 977),
         },
     },
 }
