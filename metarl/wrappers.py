@@ -50,12 +50,11 @@ class TaskSampling(gym.Wrapper):
             raise ConfigError("TaskSampling needs at least one task")
         self.tasks = list(tasks)
         self._meta = _meta_env(env)
+        self._rng = np.random.default_rng()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
             self._rng = np.random.default_rng(seed)
-        elif not hasattr(self, "_rng"):
-            self._rng = np.random.default_rng()
         self._meta.set_task(self.tasks[int(self._rng.integers(len(self.tasks)))])
         return self.env.reset(seed=seed, options=options)
 
