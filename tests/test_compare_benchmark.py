@@ -46,8 +46,11 @@ def test_pairs_each_agent_with_multitask_at_the_same_experience():
     # maml - multitask after one round, task by task within seeds: +5, -5, +4, -6
     assert paired["maml"]["x_episodes"] == 20.0
     assert paired["maml"]["mean"] == pytest.approx(-0.5) and paired["maml"]["n"] == 4
-    # RL²'s second episode (x = 1) has no multitask point at the same experience
-    assert "rl2" not in paired
+    # RL²'s second episode (x = 1) meets multitask after its first round (x = 20), the first
+    # point with at least as much experience: -20 against -15 and -16
+    assert paired["rl2"]["x_episodes"] == 1.0 and paired["rl2"]["multitask_x_episodes"] == 20.0
+    assert paired["rl2"]["mean"] == pytest.approx(-4.5)
+    assert paired["maml"]["multitask_x_episodes"] == 20.0
     assert summary["table"]["maml"]["20"]["mean"] == pytest.approx(-16.0)
 
 

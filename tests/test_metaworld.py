@@ -12,6 +12,7 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 
 import metarl
@@ -143,6 +144,28 @@ def test_success_reaches_the_episode_batch():
     assert batch.rewards.shape == (30, 4)
     success = batch.episode_success()
     assert success is not None and success.shape[-1] == 4
+
+
+@needs_metaworld
+def test_ray_workers_give_the_local_batch_success_included():
+    """The Meta-World presets sample on 2 Ray actors: the batch must not depend on that."""
+    pytest.importorskip("ray")
+    from metarl.distributed import RaySampler
+    from metarl.rollout import Sampler, random_policy
+
+    fam = metarl.make_family("metarl/MetaWorld-ML10-v3", horizon=20)
+    tasks = list(fam.split(6, 5, seed=0).train[:5])  # several classes, split 3 + 2 over actors
+    policy = random_policy(fam.make_env().action_space)
+    local = Sampler(fam).sample(tasks, policy, episodes_per_task=2, horizon=20, seed=3)
+    sampler = RaySampler(fam, workers=2)
+    try:
+        remote = sampler.sample(tasks, policy, episodes_per_task=2, horizon=20, seed=3)
+    finally:
+        sampler.close()
+    for name in ("obs", "actions", "rewards", "mask", "log_probs", "task_index"):
+        assert torch.equal(getattr(remote, name), getattr(local, name)), name
+    assert torch.equal(remote.episode_success(), local.episode_success())
+    assert len({t["env_name"] for t in tasks}) > 1
 
 
 @needs_metaworld
