@@ -38,7 +38,14 @@ import numpy as np
 
 from metarl.evaluation import Curve, mean_ci95, summarize
 from metarl.plotting import plot_curves
-from metarl.runs import CHECKPOINT_FILE, create_run, open_run, read_metrics, train_run
+from metarl.runs import (
+    CHECKPOINT_FILE,
+    apply_threads,
+    create_run,
+    open_run,
+    read_metrics,
+    train_run,
+)
 from metarl.stats import iqm, probability_of_improvement_ci, stratified_bootstrap_ci
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -132,6 +139,8 @@ def train(setup: str, agent: str, seed: int, stop_after: int | None, smoke: bool
     if (path / CHECKPOINT_FILE).is_file():
         train_run(open_run(path), resume=True, stop_after=stop_after, progress=False)
         return
+    if agent == "scratch" and (path / "config.yaml").is_file():
+        return  # nothing to train: the run is its config and its random initialization
     if path.exists():  # stopped before its first checkpoint: start again
         shutil.rmtree(path)
     preset, over = overrides_of(setup, agent, seed, smoke)
@@ -155,6 +164,7 @@ def evaluate(setup: str, agent: str, seed: int, eval_tasks: int) -> dict[str, An
         if doc.get("checkpoint_mtime") == stamp:
             return doc
     run = open_run(path)
+    apply_threads(run.config)  # the run's thread count, as training had: runs share the cores
     if trained:
         agent_obj, iteration = run.load_agent()
         done = iteration + 1
@@ -162,6 +172,7 @@ def evaluate(setup: str, agent: str, seed: int, eval_tasks: int) -> dict[str, An
         agent_obj, done = run.make_agent(), 0
     spec = SETUPS[setup]
     tasks = run.test_tasks[:eval_tasks]
+    print(f"[{setup}/{path.name}] evaluating on {len(tasks)} held-out tasks", flush=True)
     t0 = time.perf_counter()
     if agent in TRIAL_AGENTS:
         result = agent_obj.evaluate_adaptation(tasks, run.config.episodes_per_trial, 4,
