@@ -18,7 +18,8 @@ least as much experience (its first point at x or after). Across setups: scores
 normalized per setup by ``(R − R_scratch(0)) / (R_oracle − R_scratch(0))`` after one round
 of adaptation (x = ``episodes`` for rounds, the second episode for trials), their
 interquartile mean with a stratified-bootstrap CI and the probability of improvement over
-``multitask`` (Agarwal et al. 2021; :mod:`metarl.stats`).
+``multitask`` (Agarwal et al. 2021; :mod:`metarl.stats`). The fine-tuned baselines'
+learning rate is chosen first, on train tasks (``compare_<setup>_finetune_lr.json``).
 
     python benchmarks/compare.py --setups pointnav --stop-after 100 --train-only  # train / continue
     python benchmarks/compare.py --evaluate                           # score what exists
@@ -28,6 +29,8 @@ interquartile mean with a stratified-bootstrap CI and the probability of improve
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import shutil
 import time
@@ -53,6 +56,13 @@ RUNS = RESULTS / "compare_runs"
 EVAL_SEED = 30_000
 TRIAL_AGENTS = ("rl2", "varibad")
 BASELINES = ("multitask", "oracle", "scratch")
+#: The fine-tuned baselines' learning rate is chosen per setup, not left at SB3's 3e-4: each
+#: candidate fine-tunes the seed-0 run on the first TUNE_TASKS *train* tasks (another
+#: evaluation seed), and the best mean return after one round is used on the test tasks.
+FINETUNED = ("multitask", "scratch")
+FINETUNE_LRS = (3e-4, 1e-3, 3e-3, 1e-2)
+TUNE_TASKS = 20
+TUNE_SEED = EVAL_SEED + 1
 
 def sb3_baselines(family: str | None, iterations: int) -> dict[str, tuple[str, dict[str, Any]]]:
     """The three SB3 baselines of a setup: multitask and oracle trained for ``iterations``
@@ -75,30 +85,35 @@ SETUPS: dict[str, dict[str, Any]] = {
             "reptile": ("reptile_pointnav", {"num_iterations": 29}),
             "cavia": ("cavia_pointnav", {"num_iterations": 70}),
             "rl2": ("rl2_pointnav", {"num_iterations": 480}),
-            # About 5.4M env steps for every agent (episodes end at the goal, so the counts
-            # vary a little by seed): MAML / Meta-SGD / CAVIA 70 x 77k, Reptile 29 x 186k,
-            # RL² 480 x 11k, PPO 527 x 10240
+            # About 5.4M env steps for every agent: MAML / Meta-SGD / CAVIA 70 x 77k,
+            # Reptile 29 x 186k, PPO 527 x 10240. RL² 480 trials-of-2 iterations planned at
+            # 11k steps gave 3.6M and 4.4M (seeds 0, 1): its episodes end at the goal, and
+            # sooner as it learns. Fewer steps than the others, so not in its favour.
             **sb3_baselines(None, 527),
         },
     },
     # The dynamics family: HalfCheetahRandParams rather than Hopper, because the cheetah never
     # terminates, so every episode is full length and returns compare across dynamics
     # (Hopper's falls end episodes early by amounts that depend on the dynamics).
-    # Budget: about 20M env steps for every agent (H = 200): MAML / CAVIA 62 x 320k,
-    # Reptile 25 x 800k, RL² / VariBAD 781 x 25.6k, PPO 1953 x 10240.
+    # Budget: about 10M env steps for every agent (H = 200), the presets' meta-batch halved
+    # so the gradient learners still take 62 (MAML / CAVIA: 62 x 160k) and 25 (Reptile:
+    # 25 x 400k) meta-updates; RL² / VariBAD 390 x 25.6k, PPO 977 x 10240. 10M rather than
+    # 20M because SB3 PPO runs at 1-2k env steps/s here: 20M would be 3-5 h per run.
     "halfcheetah_randparams": {
         "family": {},
         "split": {"num_train_tasks": 1000, "num_test_tasks": 40, "split_seed": 0},
         "episodes": 20, "rounds": 3,
         "agents": {
-            "maml": ("maml_halfcheetah_randparams", {"num_iterations": 62}),
-            "cavia": ("cavia_halfcheetah_randparams", {"num_iterations": 62}),
-            "reptile": ("reptile_halfcheetah_randparams", {"num_iterations": 25}),
-            "rl2": ("rl2_halfcheetah_randparams", {"num_iterations": 781}),
-            "varibad": ("varibad_halfcheetah_randparams", {"num_iterations": 781}),
+            "maml": ("maml_halfcheetah_randparams", {"num_iterations": 62, "meta_batch_size": 20}),
+            "cavia": ("cavia_halfcheetah_randparams", {"num_iterations": 62,
+                                                       "meta_batch_size": 20}),
+            "reptile": ("reptile_halfcheetah_randparams", {"num_iterations": 25,
+                                                           "meta_batch_size": 20}),
+            "rl2": ("rl2_halfcheetah_randparams", {"num_iterations": 390}),
+            "varibad": ("varibad_halfcheetah_randparams", {"num_iterations": 390}),
             # SB3's own action space (the family's [-1, 1]): the others' action scale 10
             # is a setting of their Gaussian policies, not of the tasks
-            **sb3_baselines("metarl/HalfCheetahRandParams-v0", 1953),
+            **sb3_baselines("metarl/HalfCheetahRandParams-v0", 977),
         },
     },
     # Reward family, H = 100, about 10M env steps each: MAML / Meta-SGD / CAVIA 62 x 160k,
@@ -139,8 +154,8 @@ def train(setup: str, agent: str, seed: int, stop_after: int | None, smoke: bool
     if (path / CHECKPOINT_FILE).is_file():
         train_run(open_run(path), resume=True, stop_after=stop_after, progress=False)
         return
-    if agent == "scratch" and (path / "config.yaml").is_file():
-        return  # nothing to train: the run is its config and its random initialization
+    if ready(setup, agent, seed):
+        return  # scratch: nothing to train, the run is its config and its initialization
     if path.exists():  # stopped before its first checkpoint: start again
         shutil.rmtree(path)
     preset, over = overrides_of(setup, agent, seed, smoke)
@@ -150,43 +165,93 @@ def train(setup: str, agent: str, seed: int, stop_after: int | None, smoke: bool
     train_run(run, stop_after=stop_after, progress=False)
 
 
-def evaluate(setup: str, agent: str, seed: int, eval_tasks: int) -> dict[str, Any] | None:
-    """The run's curve on the first ``eval_tasks`` test tasks (cached beside the run while
-    the checkpoint does not change)."""
+def ready(setup: str, agent: str, seed: int) -> bool:
+    """Whether the run can be evaluated: it has a checkpoint, or it is a scratch run (its
+    config and its random initialization are all there is)."""
     path = run_path(setup, agent, seed)
-    trained = (path / CHECKPOINT_FILE).is_file()
-    if not trained and not (agent == "scratch" and (path / "config.yaml").is_file()):
-        return None
-    cache = path / f"compare_eval_{eval_tasks}.json"
-    stamp = (path / CHECKPOINT_FILE).stat().st_mtime if trained else 0.0
-    if cache.is_file():
-        doc = json.loads(cache.read_text())
-        if doc.get("checkpoint_mtime") == stamp:
-            return doc
+    return (path / CHECKPOINT_FILE).is_file() or (
+        agent == "scratch" and (path / "config.yaml").is_file())
+
+
+def load(setup: str, agent: str, seed: int, finetune_lr: float | None) -> tuple[Any, Any, int]:
+    """The run, its agent (restored, or untrained for scratch) and its completed iterations;
+    ``finetune_lr`` replaces the fine-tuning learning rate, an evaluation setting that the
+    checkpoint does not depend on."""
+    path = run_path(setup, agent, seed)
     run = open_run(path)
     apply_threads(run.config)  # the run's thread count, as training had: runs share the cores
-    if trained:
+    if (path / CHECKPOINT_FILE).is_file():
         agent_obj, iteration = run.load_agent()
         done = iteration + 1
     else:
         agent_obj, done = run.make_agent(), 0
+    if finetune_lr is not None:
+        agent_obj.config = dataclasses.replace(agent_obj.config, finetune_learning_rate=finetune_lr)
+    return run, agent_obj, done
+
+
+def curve_on(setup: str, agent: str, agent_obj: Any, run: Any, tasks: list, seed: int) -> Any:
     spec = SETUPS[setup]
+    if agent in TRIAL_AGENTS:
+        return agent_obj.evaluate_adaptation(tasks, run.config.episodes_per_trial, 4, seed=seed)
+    return agent_obj.evaluate_adaptation(tasks, spec["rounds"], spec["episodes"], seed=seed)
+
+
+def tuned_finetune_lr(setup: str, agent: str, out_dir: Path, n_tasks: int = TUNE_TASKS) -> float:
+    """The fine-tuning learning rate of ``agent`` on ``setup``, chosen on the first
+    ``n_tasks`` train tasks with the seed-0 run (cached in ``compare_<setup>_finetune_lr.json``)."""
+    path = out_dir / f"compare_{setup}_finetune_lr.json"
+    doc = json.loads(path.read_text()) if path.is_file() else {}
+    if agent not in doc:
+        if not ready(setup, agent, 0):
+            raise SystemExit(f"{setup}: choosing {agent}'s fine-tuning learning rate needs its "
+                             "seed-0 run; train it first")
+        trials = {}
+        for lr in FINETUNE_LRS:
+            run, agent_obj, _ = load(setup, agent, 0, lr)
+            tasks = run.train_tasks[:n_tasks]
+            print(f"[{setup}/{agent}_s0] fine-tuning lr {lr:g} on {len(tasks)} train tasks",
+                  flush=True)
+            c = summarize(curve_on(setup, agent, agent_obj, run, tasks, TUNE_SEED), f"lr {lr:g}")
+            agent_obj.close()
+            trials[f"{lr:g}"] = {"lr": lr, "mean": c.mean, "ci95": c.ci95, "episodes": c.episodes}
+        best = max(trials.values(), key=lambda t: t["mean"][1])
+        doc[agent] = {"chosen": best["lr"], "by": "mean return after one round",
+                      "train_tasks": n_tasks, "seed": TUNE_SEED, "run_seed": 0,
+                      "candidates": trials}
+        path.write_text(json.dumps(doc, indent=1))
+    return float(doc[agent]["chosen"])
+
+
+def evaluate(setup: str, agent: str, seed: int, eval_tasks: int,
+             finetune_lr: float | None = None) -> dict[str, Any] | None:
+    """The run's curve on the first ``eval_tasks`` test tasks (cached beside the run while
+    the checkpoint and the fine-tuning learning rate do not change)."""
+    if not ready(setup, agent, seed):
+        return None
+    path = run_path(setup, agent, seed)
+    trained = (path / CHECKPOINT_FILE).is_file()
+    cache = path / f"compare_eval_{eval_tasks}.json"
+    # the checkpoint's content, not its mtime: a fresh clone gives every file a new mtime
+    stamp = (hashlib.sha256((path / CHECKPOINT_FILE).read_bytes()).hexdigest() if trained
+             else "untrained")
+    if cache.is_file():
+        doc = json.loads(cache.read_text())
+        if doc.get("checkpoint_sha256") == stamp and doc.get("finetune_learning_rate") == finetune_lr:
+            return doc
+    run, agent_obj, done = load(setup, agent, seed, finetune_lr)
     tasks = run.test_tasks[:eval_tasks]
     print(f"[{setup}/{path.name}] evaluating on {len(tasks)} held-out tasks", flush=True)
     t0 = time.perf_counter()
-    if agent in TRIAL_AGENTS:
-        result = agent_obj.evaluate_adaptation(tasks, run.config.episodes_per_trial, 4,
-                                               seed=EVAL_SEED)
-    else:
-        result = agent_obj.evaluate_adaptation(tasks, spec["rounds"], spec["episodes"],
-                                               seed=EVAL_SEED)
+    result = curve_on(setup, agent, agent_obj, run, tasks, EVAL_SEED)
     agent_obj.close()
     rows = read_metrics(path) if trained else []
     doc = {"run": f"{setup}/{path.name}", "agent": agent, "seed": seed, "iterations": done,
            "planned_iterations": run.config.num_iterations,
            "env_steps": float(sum(r["env_steps"] for r in rows)),
            "train_wall_s": float(sum(iteration_seconds(r) for r in rows)),
-           "eval_wall_s": time.perf_counter() - t0, "checkpoint_mtime": stamp,
+           "eval_wall_s": time.perf_counter() - t0, "checkpoint_sha256": stamp,
+           "finetune_learning_rate": finetune_lr,
            "tasks": [t.to_dict() for t in tasks],
            "curve": summarize(result, f"{agent} seed {seed}").to_dict()}
     cache.write_text(json.dumps(doc))
@@ -312,14 +377,18 @@ def main() -> None:
                     train(setup, agent, seed, args.stop_after, args.smoke)
         if args.train_only:
             continue
-        docs = {a: [d for s in args.seeds if (d := evaluate(setup, a, s, args.eval_tasks))]
+        lrs = {a: tuned_finetune_lr(setup, a, out_dir, min(TUNE_TASKS, args.eval_tasks))
+               for a in agents if a in FINETUNED}
+        docs = {a: [d for s in args.seeds
+                    if (d := evaluate(setup, a, s, args.eval_tasks, lrs.get(a)))]
                 for a in agents}
         summary = summarize_setup(setup, docs)
         summaries[setup], all_docs[setup] = summary, docs
         out = {"setup": setup, "spec": {k: v for k, v in SETUPS[setup].items()},
                "eval_tasks": args.eval_tasks, "eval_seed": EVAL_SEED,
+               "finetune_learning_rate": lrs,
                "tasks": next((d["tasks"] for ds in docs.values() for d in ds), []),
-               "runs": {a: [{k: v for k, v in d.items() if k not in ("checkpoint_mtime", "tasks")}
+               "runs": {a: [{k: v for k, v in d.items() if k not in ("checkpoint_sha256", "tasks")}
                             for d in ds]
                         for a, ds in docs.items()},
                "pooled": {a: c.to_dict() | {"per_task": []} for a, c in summary["curves"].items()},

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from helpers import assert_same_batch
 
 import metarl
 from metarl.distributed import RaySampler, SamplingError, _chunks, make_sampler
@@ -39,8 +40,7 @@ def test_ray_batch_equals_local_batch(family, ray_sampler):
     policy = random_policy(family.make_env().action_space)
     remote = ray_sampler.sample(tasks, policy, episodes_per_task=3, seed=11)
     local = Sampler(family).sample(tasks, policy, episodes_per_task=3, seed=11)
-    for name in ("obs", "actions", "rewards", "mask", "log_probs", "task_index"):
-        assert torch.equal(getattr(remote, name), getattr(local, name)), name
+    assert_same_batch(remote, local)
     assert remote.tasks == local.tasks
 
 

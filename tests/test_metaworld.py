@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
+from helpers import assert_same_batch
 
 import metarl
 from metarl.errors import TaskError, UnknownFamilyError
@@ -162,8 +163,7 @@ def test_ray_workers_give_the_local_batch_success_included():
         remote = sampler.sample(tasks, policy, episodes_per_task=2, horizon=20, seed=3)
     finally:
         sampler.close()
-    for name in ("obs", "actions", "rewards", "mask", "log_probs", "task_index"):
-        assert torch.equal(getattr(remote, name), getattr(local, name)), name
+    assert_same_batch(remote, local)
     assert torch.equal(remote.episode_success(), local.episode_success())
     assert len({t["env_name"] for t in tasks}) > 1
 
