@@ -45,6 +45,7 @@ from metarl.runs import (
     CHECKPOINT_FILE,
     apply_threads,
     create_run,
+    load_checkpoint,
     open_run,
     read_metrics,
     train_run,
@@ -58,7 +59,8 @@ TRIAL_AGENTS = ("rl2", "varibad")
 BASELINES = ("multitask", "oracle", "scratch")
 #: The fine-tuned baselines' learning rate is chosen per setup, not left at SB3's 3e-4: each
 #: candidate fine-tunes the seed-0 run on the first TUNE_TASKS *train* tasks (another
-#: evaluation seed), and the best mean return after one round is used on the test tasks.
+#: evaluation seed), and the best mean return after one round is used on the test tasks
+#: (the grid grows past an end that wins: :func:`tuned_finetune_lr`).
 FINETUNED = ("multitask", "scratch")
 FINETUNE_LRS = (3e-4, 1e-3, 3e-3, 1e-2)
 TUNE_TASKS = 20
@@ -114,6 +116,19 @@ SETUPS: dict[str, dict[str, Any]] = {
             # SB3's own action space (the family's [-1, 1]): the others' action scale 10
             # is a setting of their Gaussian policies, not of the tasks
             **sb3_baselines("metarl/HalfCheetahRandParams-v0", 977),
+        },
+    },
+    # Meta-World ML1 reach (needs the [metaworld] venv), H = 500, its own 50 train / 50 test
+    # goals, the Meta-World presets' 10 episodes per inner step. About 10M env steps each:
+    # MAML 40 x 250k, RL² 200 x 50k, PPO 977 x 10240.
+    "ml1_reach": {
+        "family": {},
+        "split": {"num_train_tasks": 50, "num_test_tasks": 50, "split_seed": 0},
+        "episodes": 10, "rounds": 2,
+        "agents": {
+            "maml": ("maml_metaworld_ml1_reach", {"num_iterations": 40}),
+            "rl2": ("rl2_metaworld_ml1_reach", {"num_iterations": 200}),
+            **sb3_baselines("metarl/MetaWorld-ML1-reach-v3", 977),
         },
     },
     # Reward family, H = 100, about 10M env steps each: MAML / Meta-SGD / CAVIA 62 x 160k,
@@ -199,28 +214,46 @@ def curve_on(setup: str, agent: str, agent_obj: Any, run: Any, tasks: list, seed
 
 def tuned_finetune_lr(setup: str, agent: str, out_dir: Path, n_tasks: int = TUNE_TASKS) -> float:
     """The fine-tuning learning rate of ``agent`` on ``setup``, chosen on the first
-    ``n_tasks`` train tasks with the seed-0 run (cached in ``compare_<setup>_finetune_lr.json``)."""
+    ``n_tasks`` train tasks with the seed-0 run (cached in ``compare_<setup>_finetune_lr.json``).
+    Candidates are :data:`FINETUNE_LRS`, extended by factors of 3 past whichever end wins
+    (at most 2 more): an end that wins is probed further."""
     path = out_dir / f"compare_{setup}_finetune_lr.json"
     doc = json.loads(path.read_text()) if path.is_file() else {}
-    if agent not in doc:
-        if not ready(setup, agent, 0):
-            raise SystemExit(f"{setup}: choosing {agent}'s fine-tuning learning rate needs its "
-                             "seed-0 run; train it first")
-        trials = {}
-        for lr in FINETUNE_LRS:
+    entry = doc.get(agent) or {"candidates": {}}
+    trials = entry["candidates"]
+
+    def score(lr: float) -> float:
+        key = f"{lr:g}"
+        if key not in trials:
+            if not ready(setup, agent, 0):
+                raise SystemExit(f"{setup}: choosing {agent}'s fine-tuning learning rate needs "
+                                 "its seed-0 run; train it first")
             run, agent_obj, _ = load(setup, agent, 0, lr)
             tasks = run.train_tasks[:n_tasks]
             print(f"[{setup}/{agent}_s0] fine-tuning lr {lr:g} on {len(tasks)} train tasks",
                   flush=True)
             c = summarize(curve_on(setup, agent, agent_obj, run, tasks, TUNE_SEED), f"lr {lr:g}")
             agent_obj.close()
-            trials[f"{lr:g}"] = {"lr": lr, "mean": c.mean, "ci95": c.ci95, "episodes": c.episodes}
-        best = max(trials.values(), key=lambda t: t["mean"][1])
-        doc[agent] = {"chosen": best["lr"], "by": "mean return after one round",
-                      "train_tasks": n_tasks, "seed": TUNE_SEED, "run_seed": 0,
-                      "candidates": trials}
-        path.write_text(json.dumps(doc, indent=1))
-    return float(doc[agent]["chosen"])
+            trials[key] = {"lr": lr, "mean": c.mean, "ci95": c.ci95, "episodes": c.episodes}
+            doc[agent] = {**entry, "candidates": trials}
+            path.write_text(json.dumps(doc, indent=1))  # each trial kept as it finishes
+        return trials[key]["mean"][1]
+
+    lrs = sorted(FINETUNE_LRS)
+    for _ in range(3):
+        best = max(lrs, key=score)
+        if best == lrs[0] and len(lrs) < len(FINETUNE_LRS) + 2:
+            lrs.insert(0, lrs[0] / 3)
+        elif best == lrs[-1] and len(lrs) < len(FINETUNE_LRS) + 2:
+            lrs.append(lrs[-1] * 3)
+        else:
+            break
+    best = max(lrs, key=score)
+    doc[agent] = {"chosen": best, "by": "mean return after one round", "train_tasks": n_tasks,
+                  "seed": TUNE_SEED, "run_seed": 0, "tried": [f"{lr:g}" for lr in lrs],
+                  "candidates": trials}
+    path.write_text(json.dumps(doc, indent=1))
+    return float(best)
 
 
 def evaluate(setup: str, agent: str, seed: int, eval_tasks: int,
@@ -231,6 +264,13 @@ def evaluate(setup: str, agent: str, seed: int, eval_tasks: int,
         return None
     path = run_path(setup, agent, seed)
     trained = (path / CHECKPOINT_FILE).is_file()
+    if trained:  # a run still training would be pooled with finished ones: leave it out
+        done = int(load_checkpoint(path / CHECKPOINT_FILE)["iteration"]) + 1
+        planned = open_run(path).config.num_iterations
+        if done < planned:
+            print(f"[{setup}/{path.name}] not finished ({done}/{planned} iterations): "
+                  "left out", flush=True)
+            return None
     cache = path / f"compare_eval_{eval_tasks}.json"
     # the checkpoint's content, not its mtime: a fresh clone gives every file a new mtime
     stamp = (hashlib.sha256((path / CHECKPOINT_FILE).read_bytes()).hexdigest() if trained
@@ -397,7 +437,7 @@ def main() -> None:
         (out_dir / f"compare_{setup}.json").write_text(json.dumps(out, indent=1))
         if summary["curves"]:
             plot_curves(list(summary["curves"].values()), out_dir / f"compare_{setup}.png",
-                        title=f"{setup}: held-out tasks, {args.eval_tasks} tasks per seed")
+                        title=f"{setup}: {len(out['tasks'])} held-out tasks per seed")
         for c in summary["curves"].values():
             cells = ", ".join(f"x={e:g}: {m:.2f} ± {ci:.2f}"
                               for e, m, ci in zip(c.episodes, c.mean, c.ci95, strict=True))
