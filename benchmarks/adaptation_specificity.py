@@ -39,11 +39,13 @@ def specificity(run_dir: Path, num_tasks: int, episodes: int) -> dict:
     other = tasks[1:] + tasks[:1]  # task i's adapted policy on task i + 1
     raw, _, params = agent._adapt_and_sample(tasks, 1, episodes, [SEED, SEED + 1], last=False)
 
-    def returns(on: list, seed: int) -> np.ndarray:
-        batch = agent._sample(on, params, per_task=True, seed=seed, episodes=episodes)
-        return batch.episode_returns()[0].view(len(on), episodes).mean(1).numpy()
+    def per_task(batch) -> np.ndarray:  # mean return of each task's episodes
+        return batch.episode_returns()[0].view(len(tasks), episodes).mean(1).numpy()
 
-    before = raw[0].episode_returns()[0].view(len(tasks), episodes).mean(1).numpy()
+    def returns(on: list, seed: int) -> np.ndarray:
+        return per_task(agent._sample(on, params, per_task=True, seed=seed, episodes=episodes))
+
+    before = per_task(raw[0])
     own, swapped = returns(tasks, SEED + 2), returns(other, SEED + 2)
     before_other = np.roll(before, -1)  # the un-adapted policy on the task tried
     agent.close()

@@ -45,7 +45,6 @@ from metarl.runs import (
     CHECKPOINT_FILE,
     apply_threads,
     create_run,
-    load_checkpoint,
     open_run,
     read_metrics,
     train_run,
@@ -240,15 +239,15 @@ def tuned_finetune_lr(setup: str, agent: str, out_dir: Path, n_tasks: int = TUNE
         return trials[key]["mean"][1]
 
     lrs = sorted(FINETUNE_LRS)
-    for _ in range(3):
+    while True:
         best = max(lrs, key=score)
-        if best == lrs[0] and len(lrs) < len(FINETUNE_LRS) + 2:
-            lrs.insert(0, lrs[0] / 3)
-        elif best == lrs[-1] and len(lrs) < len(FINETUNE_LRS) + 2:
-            lrs.append(lrs[-1] * 3)
+        room = len(lrs) < len(FINETUNE_LRS) + 2
+        if room and best == lrs[0]:
+            lrs.insert(0, best / 3)
+        elif room and best == lrs[-1]:
+            lrs.append(best * 3)
         else:
             break
-    best = max(lrs, key=score)
     doc[agent] = {"chosen": best, "by": "mean return after one round", "train_tasks": n_tasks,
                   "seed": TUNE_SEED, "run_seed": 0, "tried": [f"{lr:g}" for lr in lrs],
                   "candidates": trials}
@@ -264,13 +263,14 @@ def evaluate(setup: str, agent: str, seed: int, eval_tasks: int,
         return None
     path = run_path(setup, agent, seed)
     trained = (path / CHECKPOINT_FILE).is_file()
-    if trained:  # a run still training would be pooled with finished ones: leave it out
-        done = int(load_checkpoint(path / CHECKPOINT_FILE)["iteration"]) + 1
-        planned = open_run(path).config.num_iterations
+
+    def finished(done: int, planned: int) -> bool:
+        # a run still training would be pooled with finished ones: leave it out
         if done < planned:
             print(f"[{setup}/{path.name}] not finished ({done}/{planned} iterations): "
                   "left out", flush=True)
-            return None
+        return done >= planned
+
     cache = path / f"compare_eval_{eval_tasks}.json"
     # the checkpoint's content, not its mtime: a fresh clone gives every file a new mtime
     stamp = (hashlib.sha256((path / CHECKPOINT_FILE).read_bytes()).hexdigest() if trained
@@ -278,8 +278,11 @@ def evaluate(setup: str, agent: str, seed: int, eval_tasks: int,
     if cache.is_file():
         doc = json.loads(cache.read_text())
         if doc.get("checkpoint_sha256") == stamp and doc.get("finetune_learning_rate") == finetune_lr:
-            return doc
+            return doc if finished(doc["iterations"], doc["planned_iterations"]) else None
     run, agent_obj, done = load(setup, agent, seed, finetune_lr)
+    if not finished(done, run.config.num_iterations):
+        agent_obj.close()
+        return None
     tasks = run.test_tasks[:eval_tasks]
     print(f"[{setup}/{path.name}] evaluating on {len(tasks)} held-out tasks", flush=True)
     t0 = time.perf_counter()
