@@ -23,7 +23,8 @@ learning rate is chosen first, on train tasks (``compare_<setup>_finetune_lr.jso
 
     python benchmarks/compare.py --setups pointnav --stop-after 100 --train-only  # train / continue
     python benchmarks/compare.py --evaluate                           # score what exists
-    python benchmarks/compare.py --setups pointnav --agents maml multitask --seeds 0 --smoke
+    python benchmarks/compare.py --setups pointnav --agents maml multitask --seeds 0 --smoke \
+        --eval-tasks 2
 """
 
 from __future__ import annotations
@@ -64,6 +65,16 @@ FINETUNED = ("multitask", "scratch")
 FINETUNE_LRS = (3e-4, 1e-3, 3e-3, 1e-2)
 TUNE_TASKS = 20
 TUNE_SEED = EVAL_SEED + 1
+
+#: --smoke: small iterations too, so that a Meta-World smoke (H = 500) takes minutes.
+_SMOKE_GRADIENT = {"meta_batch_size": 2, "episodes_per_task": 2}
+_SMOKE_TRIAL = {"trials_per_iter": 2, "num_minibatches": 1}
+SMOKE_SIZES: dict[str, dict[str, Any]] = {
+    "maml": _SMOKE_GRADIENT, "metasgd": _SMOKE_GRADIENT, "cavia": _SMOKE_GRADIENT,
+    "reptile": _SMOKE_GRADIENT, "rl2": _SMOKE_TRIAL, "varibad": _SMOKE_TRIAL,
+    "multitask": {"updates_per_iteration": 1}, "oracle": {"updates_per_iteration": 1},
+}
+
 
 def sb3_baselines(family: str | None, iterations: int) -> dict[str, tuple[str, dict[str, Any]]]:
     """The three SB3 baselines of a setup: multitask and oracle trained for ``iterations``
@@ -160,6 +171,7 @@ def overrides_of(setup: str, agent: str, seed: int, smoke: bool) -> tuple[str, d
             "eval_steps": 0}  # compare.py evaluates; the run's own evaluation is not needed
     if smoke:  # a few minutes end to end, the pipeline only
         over.update(num_iterations=0 if agent == "scratch" else 2)
+        over.update(SMOKE_SIZES.get(agent, {}))
     return preset, over
 
 
@@ -400,7 +412,8 @@ def main() -> None:
     ap.add_argument("--eval-tasks", type=int, default=100,
                     help="the first N test tasks of the split (the same for every agent)")
     ap.add_argument("--smoke", action="store_true",
-                    help="2 iterations per run, in runs/compare_smoke/: the pipeline only")
+                    help="2 small iterations per run, in runs/compare_smoke/: the pipeline only "
+                         "(with a small --eval-tasks)")
     args = ap.parse_args()
     global RUNS
     out_dir = RESULTS

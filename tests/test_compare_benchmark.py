@@ -12,6 +12,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import compare  # noqa: E402
 
+from metarl.agent import get_agent  # noqa: E402
+from metarl.config import resolve_config  # noqa: E402
+
 
 def _doc(agent: str, seed: int, per_task: list[list[float]], episodes: list[float],
          tasks: list[dict] | None = None) -> dict:
@@ -70,3 +73,18 @@ def test_runs_on_different_tasks_are_refused():
     docs["maml"][0]["tasks"] = [{"goal": 2}]
     with pytest.raises(SystemExit, match="different tasks"):
         compare.summarize_setup("s", docs)
+
+
+@pytest.mark.parametrize("smoke", [False, True])
+@pytest.mark.parametrize("setup", list(compare.SETUPS))
+def test_every_setup_resolves_to_valid_configs(setup: str, smoke: bool):
+    # each agent's preset takes the setup's overrides (and --smoke's small sizes): a typo in
+    # a key, or a smoke size its config refuses, fails here and not an hour into a run
+    for agent in compare.SETUPS[setup]["agents"]:
+        preset, over = compare.overrides_of(setup, agent, 0, smoke)
+        config, _ = resolve_config(agent, get_agent(agent).config_cls, preset, over)
+        assert config.seed == 0 and config.eval_steps == 0
+        if smoke and agent != "scratch":
+            assert config.num_iterations == 2
+            for key, value in compare.SMOKE_SIZES.get(agent, {}).items():
+                assert getattr(config, key) == value
