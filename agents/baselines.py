@@ -25,6 +25,7 @@ policy, the optimizer and the step counter.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
@@ -32,9 +33,11 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from metarl.agent import AdaptationResult, MetaAgent, register_agent
 from metarl.agents.maml import _seed
@@ -43,6 +46,8 @@ from metarl.errors import CheckpointError, ConfigError
 from metarl.family import TaskFamily
 from metarl.task import Task
 from metarl.wrappers import TaskObservation, TaskSampling
+
+ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 
 
 @dataclasses.dataclass
@@ -64,6 +69,17 @@ class PPOBaselineConfig(RunConfig):
     gae_lambda: float = 0.95
     clip_range: float = 0.2
     ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    #: hidden activation ("tanh", SB3's default, or "relu"), the initial log std of the
+    #: Gaussian policy and SB3's orthogonal initialization.
+    activation: str = "tanh"
+    log_std_init: float = 0.0
+    ortho_init: bool = True
+    #: SB3's VecNormalize on observations and rewards (RL Zoo's ``normalize: true``). The
+    #: statistics are learned on the train tasks, kept in the checkpoint, and frozen while
+    #: the trained policy is fine-tuned on a held-out task (scratch learns its own).
+    normalize: bool = False
     #: learning rate of the fine-tuning updates on a held-out task (a fresh Adam each task).
     finetune_learning_rate: float = 3e-4
 
@@ -74,7 +90,9 @@ class PPOBaselineConfig(RunConfig):
                     "batch_size >= 2": self.batch_size >= 2, "n_epochs >= 1": self.n_epochs >= 1,
                     "learning_rate > 0": self.learning_rate > 0,
                     "finetune_learning_rate > 0": self.finetune_learning_rate > 0,
-                    "hidden_sizes non-empty": bool(self.hidden_sizes)})
+                    "hidden_sizes non-empty": bool(self.hidden_sizes),
+                    "max_grad_norm > 0": self.max_grad_norm > 0,
+                    f"activation in {sorted(ACTIVATIONS)}": self.activation in ACTIVATIONS})
 
 
 @dataclasses.dataclass
@@ -97,6 +115,8 @@ class PPOBaseline(MetaAgent):
     task_observation = False
     #: fine-tune on held-out tasks (else every point is a zero-shot measurement).
     fine_tune = True
+    #: update the VecNormalize statistics while fine-tuning (only scratch: it has none).
+    finetune_normalization = False
 
     def __init__(self, config: PPOBaselineConfig, family: TaskFamily,
                  train_tasks: Sequence[Task]) -> None:
@@ -106,8 +126,9 @@ class PPOBaseline(MetaAgent):
                               "num_train_tasks >= 1")
         tasks = self.train_tasks or [family.default_task()]
         self._monitors: list[Monitor] = []
-        self.train_env = DummyVecEnv([self._env_factory(lambda t=tasks: TaskSampling(
-            self.family.make_env(t[0]), t), monitor=True) for _ in range(config.n_envs)])
+        self.train_env = self._normalized(DummyVecEnv([self._env_factory(
+            lambda t=tasks: TaskSampling(self.family.make_env(t[0]), t), monitor=True)
+            for _ in range(config.n_envs)]))
         self.model = self._ppo(self.train_env, config.n_steps, config.batch_size,
                                config.learning_rate, config.seed)
 
@@ -123,7 +144,12 @@ class PPOBaseline(MetaAgent):
             return env
         return build
 
-    def _ppo(self, env: DummyVecEnv, n_steps: int, batch_size: int, lr: float, seed: int) -> PPO:
+    def _normalized(self, env: DummyVecEnv) -> VecEnv:
+        if not self.config.normalize:
+            return env
+        return VecNormalize(env, gamma=self.config.gamma)
+
+    def _ppo(self, env: VecEnv, n_steps: int, batch_size: int, lr: float, seed: int) -> PPO:
         cfg = self.config
         size = n_steps * env.num_envs  # prefer a minibatch size that divides the rollout
         divisor = next(b for b in range(min(batch_size, size), 0, -1) if size % b == 0)
@@ -131,8 +157,11 @@ class PPOBaseline(MetaAgent):
         return PPO("MlpPolicy", env, n_steps=n_steps, batch_size=batch_size,
                    n_epochs=cfg.n_epochs, learning_rate=lr, gamma=cfg.gamma,
                    gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_range, ent_coef=cfg.ent_coef,
-                   policy_kwargs={"net_arch": list(cfg.hidden_sizes)}, seed=seed,
-                   device=cfg.device, verbose=0)
+                   vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
+                   policy_kwargs={"net_arch": list(cfg.hidden_sizes),
+                                  "activation_fn": ACTIVATIONS[cfg.activation],
+                                  "log_std_init": cfg.log_std_init, "ortho_init": cfg.ortho_init},
+                   seed=seed, device=cfg.device, verbose=0)
 
     # -- training ----------------------------------------------------------------------------
     def train_iteration(self, iteration: int) -> dict[str, float]:
@@ -153,9 +182,16 @@ class PPOBaseline(MetaAgent):
 
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"policy": {k: v.detach().cpu() for k, v in self.model.policy.state_dict().items()},
-                "optimizer": self.model.policy.optimizer.state_dict(),
-                "num_timesteps": int(self.model.num_timesteps)}
+        state = {"policy": {k: v.detach().cpu() for k, v in self.model.policy.state_dict().items()},
+                 "optimizer": self.model.policy.optimizer.state_dict(),
+                 "num_timesteps": int(self.model.num_timesteps)}
+        if isinstance(self.train_env, VecNormalize):
+            # tensors, not arrays: checkpoints load with torch.load(weights_only=True)
+            state["normalization"] = {name: {"mean": torch.from_numpy(np.array(rms.mean)),
+                                             "var": torch.from_numpy(np.array(rms.var)),
+                                             "count": float(rms.count)}
+                                      for name, rms in self._statistics(self.train_env).items()}
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         ours = self.model.policy.state_dict()
@@ -167,6 +203,19 @@ class PPOBaseline(MetaAgent):
         self.model.policy.load_state_dict(theirs)
         self.model.policy.optimizer.load_state_dict(state["optimizer"])
         self.model.num_timesteps = int(state["num_timesteps"])
+        if isinstance(self.train_env, VecNormalize):
+            if "normalization" not in state:
+                raise CheckpointError(f"{self.name}: normalize is on but the checkpoint holds no "
+                                      "VecNormalize statistics (it was trained without them)")
+            for name, rms in self._statistics(self.train_env).items():
+                saved = state["normalization"][name]
+                rms.mean = saved["mean"].numpy().astype(np.float64)
+                rms.var = saved["var"].numpy().astype(np.float64)
+                rms.count = float(saved["count"])
+
+    @staticmethod
+    def _statistics(env: VecNormalize) -> dict[str, RunningMeanStd]:
+        return {"obs": env.obs_rms, "return": env.ret_rms}
 
     # -- evaluation --------------------------------------------------------------------------
     def evaluate_adaptation(self, tasks: Sequence[Task], budget: int, episodes: int,
@@ -175,8 +224,8 @@ class PPOBaseline(MetaAgent):
         episodes, measure, ... ``budget`` times, on a copy of the trained policy."""
         cfg = self.config
         horizon = self.family.horizon
-        env = DummyVecEnv([self._env_factory(lambda: self.family.make_env(tasks[0]))
-                           for _ in range(episodes)])
+        env = self._normalized(DummyVecEnv([self._env_factory(
+            lambda: self.family.make_env(tasks[0])) for _ in range(episodes)]))
         tuner = self._ppo(env, horizon, cfg.batch_size, cfg.finetune_learning_rate, seed)
         trained = {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()}
         returns = np.zeros((budget + 1, len(tasks)))
@@ -185,6 +234,9 @@ class PPOBaseline(MetaAgent):
         for i, task in enumerate(tasks):
             env.env_method("set_task", task)
             tuner.policy.load_state_dict(trained)
+            if isinstance(env, VecNormalize):  # this task starts from the trained statistics
+                env.obs_rms = copy.deepcopy(self.train_env.obs_rms)
+                env.ret_rms = copy.deepcopy(self.train_env.ret_rms)
             tuner.policy.optimizer = tuner.policy.optimizer_class(  # a fresh Adam per task
                 tuner.policy.parameters(), lr=cfg.finetune_learning_rate,
                 **tuner.policy.optimizer_kwargs)
@@ -197,6 +249,8 @@ class PPOBaseline(MetaAgent):
                 if k < budget and self.fine_tune:
                     tuner.set_random_seed(s + 1)
                     env.seed(s + 1)
+                    if isinstance(env, VecNormalize):
+                        env.training = self.finetune_normalization
                     tuner.learn(total_timesteps=episodes * horizon, reset_num_timesteps=True)
         env.close()
         return AdaptationResult(budgets=list(range(budget + 1)),
@@ -208,11 +262,15 @@ class PPOBaseline(MetaAgent):
         self.train_env.close()
 
 
-def _measure(model: PPO, env: DummyVecEnv, horizon: int, seed: int) -> tuple[float, float | None]:
+def _measure(model: PPO, env: VecEnv, horizon: int, seed: int) -> tuple[float, float | None]:
     """Mean return (and success rate) of the first episode of every sub-env, stochastic
-    actions; episodes are at most ``horizon`` steps, so ``horizon`` steps end them all."""
+    actions; episodes are at most ``horizon`` steps, so ``horizon`` steps end them all.
+    Returns are the family's rewards, before any normalization."""
     model.set_random_seed(seed)
     env.seed(seed)
+    normalized = isinstance(env, VecNormalize)
+    if normalized:
+        env.training = False  # measuring changes no statistics
     obs = env.reset()
     n = env.num_envs
     ret, succ = np.zeros(n), np.zeros(n, dtype=bool)
@@ -220,6 +278,8 @@ def _measure(model: PPO, env: DummyVecEnv, horizon: int, seed: int) -> tuple[flo
     for _ in range(horizon):
         actions, _ = model.predict(obs, deterministic=False)
         obs, rewards, dones, infos = env.step(actions)
+        if normalized:
+            rewards = env.get_original_reward()
         ret += rewards * running
         for j, info in enumerate(infos):
             if "success" in info:
@@ -243,6 +303,7 @@ class ScratchBaseline(PPOBaseline):
     """``scratch``: the fine-tuning rounds from a random initialization."""
 
     name = "scratch"
+    finetune_normalization = True
 
     def train_iteration(self, iteration: int) -> dict[str, float]:
         raise ConfigError("scratch trains nothing (num_iterations is 0)")

@@ -3,7 +3,7 @@ fine-tuning, the oracle told the task, PPO from scratch) on the same held-out ta
 
 A setup is a family, one train/test split shared by every agent (the same
 ``num_train_tasks``, ``num_test_tasks`` and ``split_seed`` override every preset), an
-evaluation (``--eval-tasks`` of the test tasks, the same evaluation seed for all) and, per
+evaluation (its first ``eval_tasks`` test tasks, the same evaluation seed for all) and, per
 agent, a preset plus overrides (the env-step budget of each run is recorded beside its
 row). Runs are run folders ``results/compare_runs/<setup>/<agent>_s<seed>``, resumed from
 their checkpoints (``--stop-after N`` trains at most N iterations of each run per
@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from metarl.config import load_preset
 from metarl.evaluation import Curve, mean_ci95, summarize
 from metarl.plotting import plot_curves
 from metarl.runs import (
@@ -76,13 +77,21 @@ SMOKE_SIZES: dict[str, dict[str, Any]] = {
 }
 
 
-def sb3_baselines(family: str | None, iterations: int) -> dict[str, tuple[str, dict[str, Any]]]:
+def sb3_baselines(family: str | None, iterations: int, presets: str = "default",
+                  suffix: str = "") -> dict[str, tuple[str, dict[str, Any]]]:
     """The three SB3 baselines of a setup: multitask and oracle trained for ``iterations``
-    x 10240 env steps, scratch untrained; on ``family`` (None: their presets' PointNav2D)."""
+    x 10240 env steps, scratch untrained; on ``family`` (None: their presets' PointNav2D),
+    from the presets ``<agent>_<presets>``, as rows ``<agent><suffix>``."""
     on = {"family": family} if family else {}
-    return {"multitask": ("multitask_default", {**on, "num_iterations": iterations}),
-            "oracle": ("oracle_default", {**on, "num_iterations": iterations}),
-            "scratch": ("scratch_default", on)}
+    return {f"multitask{suffix}": (f"multitask_{presets}", {**on, "num_iterations": iterations}),
+            f"oracle{suffix}": (f"oracle_{presets}", {**on, "num_iterations": iterations}),
+            f"scratch{suffix}": (f"scratch_{presets}", on)}
+
+
+def agent_of(setup: str, row: str) -> str:
+    """The agent of a setup's row: its preset's (a row such as ``multitask_sb3_defaults``
+    is the multitask agent with other settings)."""
+    return load_preset(SETUPS[setup]["agents"][row][0]).agent
 
 
 #: setup -> family, shared split, evaluation, and agent -> (preset, overrides).
@@ -90,7 +99,7 @@ SETUPS: dict[str, dict[str, Any]] = {
     "pointnav": {
         "family": {"family": "metarl/PointNav2D-v0"},
         "split": {"num_train_tasks": 1000, "num_test_tasks": 400, "split_seed": 0},
-        "episodes": 20, "rounds": 3,
+        "eval_tasks": 100, "episodes": 20, "rounds": 3,
         "agents": {
             "maml": ("maml_pointnav", {"num_iterations": 70}),
             "metasgd": ("metasgd_pointnav", {"num_iterations": 70}),
@@ -114,7 +123,7 @@ SETUPS: dict[str, dict[str, Any]] = {
     "halfcheetah_randparams": {
         "family": {},
         "split": {"num_train_tasks": 1000, "num_test_tasks": 40, "split_seed": 0},
-        "episodes": 20, "rounds": 3,
+        "eval_tasks": 40, "episodes": 20, "rounds": 3,
         "agents": {
             "maml": ("maml_halfcheetah_randparams", {"num_iterations": 62, "meta_batch_size": 20}),
             "cavia": ("cavia_halfcheetah_randparams", {"num_iterations": 62,
@@ -124,8 +133,12 @@ SETUPS: dict[str, dict[str, Any]] = {
             "rl2": ("rl2_halfcheetah_randparams", {"num_iterations": 390}),
             "varibad": ("varibad_halfcheetah_randparams", {"num_iterations": 390}),
             # SB3's own action space (the family's [-1, 1]): the others' action scale 10
-            # is a setting of their Gaussian policies, not of the tasks
-            **sb3_baselines("metarl/HalfCheetahRandParams-v0", 977),
+            # is a setting of their Gaussian policies, not of the tasks. The baselines are RL
+            # Zoo's PPO tuned for HalfCheetah (VecNormalize, 256x256 ReLU, ...); the rows
+            # *_sb3_defaults are the same agents at SB3's defaults (64x64 tanh, no
+            # normalization), which peak near 1M steps and decline: a weak baseline.
+            **sb3_baselines("metarl/HalfCheetahRandParams-v0", 977, "halfcheetah"),
+            **sb3_baselines("metarl/HalfCheetahRandParams-v0", 977, suffix="_sb3_defaults"),
         },
     },
     # Meta-World ML1 reach (needs the [metaworld] venv), H = 500, its own 50 train / 50 test
@@ -134,7 +147,7 @@ SETUPS: dict[str, dict[str, Any]] = {
     "ml1_reach": {
         "family": {},
         "split": {"num_train_tasks": 50, "num_test_tasks": 50, "split_seed": 0},
-        "episodes": 10, "rounds": 2,
+        "eval_tasks": 50, "episodes": 10, "rounds": 2,
         "agents": {
             "maml": ("maml_metaworld_ml1_reach", {"num_iterations": 40}),
             "rl2": ("rl2_metaworld_ml1_reach", {"num_iterations": 200}),
@@ -146,7 +159,7 @@ SETUPS: dict[str, dict[str, Any]] = {
     "halfcheetah_vel": {
         "family": {},
         "split": {"num_train_tasks": 1000, "num_test_tasks": 40, "split_seed": 0},
-        "episodes": 20, "rounds": 3,
+        "eval_tasks": 40, "episodes": 20, "rounds": 3,
         "agents": {
             "maml": ("maml_halfcheetahvel", {"num_iterations": 62}),
             "metasgd": ("metasgd_halfcheetahvel", {"num_iterations": 62}),
@@ -154,7 +167,7 @@ SETUPS: dict[str, dict[str, Any]] = {
             "reptile": ("reptile_halfcheetahvel", {"num_iterations": 25}),
             "rl2": ("rl2_halfcheetah_vel", {"num_iterations": 781}),
             "varibad": ("varibad_halfcheetah_vel", {"num_iterations": 781}),
-            **sb3_baselines("metarl/HalfCheetahVel-v0", 977),
+            **sb3_baselines("metarl/HalfCheetahVel-v0", 977, "halfcheetah"),
         },
     },
 }
@@ -170,8 +183,8 @@ def overrides_of(setup: str, agent: str, seed: int, smoke: bool) -> tuple[str, d
     over = {**spec["family"], **spec["split"], **extra, "seed": seed,
             "eval_steps": 0}  # compare.py evaluates; the run's own evaluation is not needed
     if smoke:  # a few minutes end to end, the pipeline only
-        over.update(num_iterations=0 if agent == "scratch" else 2)
-        over.update(SMOKE_SIZES.get(agent, {}))
+        over.update(num_iterations=0 if agent_of(setup, agent) == "scratch" else 2)
+        over.update(SMOKE_SIZES.get(agent_of(setup, agent), {}))
     return preset, over
 
 
@@ -185,10 +198,20 @@ def train(setup: str, agent: str, seed: int, stop_after: int | None, smoke: bool
     if path.exists():  # stopped before its first checkpoint: start again
         shutil.rmtree(path)
     preset, over = overrides_of(setup, agent, seed, smoke)
-    run = create_run(agent, preset=preset, overrides=over, out=path)
+    run = create_run(agent_of(setup, agent), preset=preset, overrides=over, out=path)
     print(f"[{setup}/{path.name}] new run: {preset}, {run.config.num_iterations} iterations",
           flush=True)
     train_run(run, stop_after=stop_after, progress=False)
+
+
+def finished(setup: str, agent: str, seed: int) -> bool:
+    """Whether the run is ready and has trained every planned iteration (its metrics rows)."""
+    if not ready(setup, agent, seed):
+        return False
+    path = run_path(setup, agent, seed)
+    if not (path / CHECKPOINT_FILE).is_file():
+        return True  # scratch: nothing to train
+    return len(read_metrics(path)) >= open_run(path).config.num_iterations
 
 
 def ready(setup: str, agent: str, seed: int) -> bool:
@@ -196,7 +219,7 @@ def ready(setup: str, agent: str, seed: int) -> bool:
     config and its random initialization are all there is)."""
     path = run_path(setup, agent, seed)
     return (path / CHECKPOINT_FILE).is_file() or (
-        agent == "scratch" and (path / "config.yaml").is_file())
+        agent_of(setup, agent) == "scratch" and (path / "config.yaml").is_file())
 
 
 def load(setup: str, agent: str, seed: int, finetune_lr: float | None) -> tuple[Any, Any, int]:
@@ -218,7 +241,7 @@ def load(setup: str, agent: str, seed: int, finetune_lr: float | None) -> tuple[
 
 def curve_on(setup: str, agent: str, agent_obj: Any, run: Any, tasks: list, seed: int) -> Any:
     spec = SETUPS[setup]
-    if agent in TRIAL_AGENTS:
+    if agent_of(setup, agent) in TRIAL_AGENTS:
         return agent_obj.evaluate_adaptation(tasks, run.config.episodes_per_trial, 4, seed=seed)
     return agent_obj.evaluate_adaptation(tasks, spec["rounds"], spec["episodes"], seed=seed)
 
@@ -236,9 +259,9 @@ def tuned_finetune_lr(setup: str, agent: str, out_dir: Path, n_tasks: int = TUNE
     def score(lr: float) -> float:
         key = f"{lr:g}"
         if key not in trials:
-            if not ready(setup, agent, 0):
+            if not finished(setup, agent, 0):
                 raise SystemExit(f"{setup}: choosing {agent}'s fine-tuning learning rate needs "
-                                 "its seed-0 run; train it first")
+                                 "its seed-0 run, trained to the end; train it first")
             run, agent_obj, _ = load(setup, agent, 0, lr)
             tasks = run.train_tasks[:n_tasks]
             print(f"[{setup}/{agent}_s0] fine-tuning lr {lr:g} on {len(tasks)} train tasks",
@@ -348,32 +371,43 @@ def summarize_setup(setup: str, docs: dict[str, list[dict[str, Any]]]) -> dict[s
     curves = {a: pooled(d, a) for a, d in docs.items() if d}
     table = {a: {f"{c.episodes[k]:g}": {"mean": c.mean[k], "ci95": c.ci95[k], "budget": c.budgets[k]}
                  for k in range(len(c.budgets))} for a, c in curves.items()}
+    out: dict[str, Any] = {"curves": curves, "table": table}
+    # every multitask row is a reference: multitask itself and its variants (other settings)
+    for ref in [a for a in curves if a == "multitask" or a.startswith("multitask_")]:
+        out[f"minus_{ref}_after_one_round"] = paired_with(ref, curves, docs)
+    out.setdefault("minus_multitask_after_one_round", {})
+    return out
+
+
+def paired_with(ref: str, curves: dict[str, Curve],
+                docs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Each other agent's per-task difference to the multitask row ``ref`` after one round,
+    within seeds: mean ± 95% CI."""
     paired: dict[str, Any] = {}
-    if "multitask" in curves:
-        base = {d["seed"]: d["curve"] for d in docs["multitask"]}
-        for a, runs in docs.items():
-            if a == "multitask" or not runs:
-                continue
-            k_self = one_round(curves[a])
-            # one round of the agent against multitask with at least as much experience: its
-            # row at the same x, or the first after it (a trial's second episode, x = 1,
-            # meets multitask after one fine-tuning round, x = episodes): never in the
-            # meta-learner's favour
-            x = curves[a].episodes[k_self]
-            later = [k for k, e in enumerate(curves["multitask"].episodes) if e >= x]
-            if not later:
-                continue
-            k_base = later[0]
-            diffs = np.concatenate([np.asarray(d["curve"]["per_task"][k_self])
-                                    - np.asarray(base[d["seed"]]["per_task"][k_base])
-                                    for d in runs if d["seed"] in base])
-            if diffs.size:
-                m, ci = mean_ci95(diffs)
-                paired[a] = {"x_episodes": x,
-                             "multitask_x_episodes": curves["multitask"].episodes[k_base],
-                             "mean": m, "ci95": ci, "n": int(diffs.size),
-                             "excludes_zero": bool(abs(m) > ci)}
-    return {"curves": curves, "table": table, "minus_multitask_after_one_round": paired}
+    base = {d["seed"]: d["curve"] for d in docs[ref]}
+    for a, runs in docs.items():
+        if a == ref or not runs or a not in curves:
+            continue
+        k_self = one_round(curves[a])
+        # one round of the agent against multitask with at least as much experience: its
+        # row at the same x, or the first after it (a trial's second episode, x = 1,
+        # meets multitask after one fine-tuning round, x = episodes): never in the
+        # meta-learner's favour
+        x = curves[a].episodes[k_self]
+        later = [k for k, e in enumerate(curves[ref].episodes) if e >= x]
+        if not later:
+            continue
+        k_base = later[0]
+        diffs = np.concatenate([np.asarray(d["curve"]["per_task"][k_self])
+                                - np.asarray(base[d["seed"]]["per_task"][k_base])
+                                for d in runs if d["seed"] in base])
+        if diffs.size:
+            m, ci = mean_ci95(diffs)
+            paired[a] = {"x_episodes": x, "multitask_x_episodes": curves[ref].episodes[k_base],
+                         "mean": m, "ci95": ci, "n": int(diffs.size),
+                         "excludes_zero": bool(abs(m) > ci)}
+    return paired
+
 
 
 def normalized_scores(summaries: dict[str, dict[str, Any]],
@@ -409,8 +443,9 @@ def main() -> None:
     ap.add_argument("--evaluate", action="store_true", help="only score the runs as they are")
     ap.add_argument("--train-only", action="store_true",
                     help="train (or continue) the runs and stop: score them later")
-    ap.add_argument("--eval-tasks", type=int, default=100,
-                    help="the first N test tasks of the split (the same for every agent)")
+    ap.add_argument("--eval-tasks", type=int, default=None,
+                    help="the first N test tasks of the split, the same for every agent "
+                         "(default: the setup's eval_tasks)")
     ap.add_argument("--smoke", action="store_true",
                     help="2 small iterations per run, in runs/compare_smoke/: the pipeline only "
                          "(with a small --eval-tasks)")
@@ -421,27 +456,29 @@ def main() -> None:
         out_dir = RUNS = Path("runs") / "compare_smoke"
         out_dir.mkdir(parents=True, exist_ok=True)
     summaries, all_docs = {}, {}
-    for setup in args.setups:
-        agents = args.agents or list(SETUPS[setup]["agents"])
-        unknown = set(agents) - set(SETUPS[setup]["agents"])
-        if unknown:
-            raise SystemExit(f"{setup} has no agent(s) {sorted(unknown)}; it has "
-                             f"{list(SETUPS[setup]['agents'])}")
+    unknown = set(args.agents or []) - {a for s in args.setups for a in SETUPS[s]["agents"]}
+    if unknown:
+        raise SystemExit(f"no setup of {args.setups} has the agent(s) {sorted(unknown)}; they "
+                         + "; ".join(f"{s}: {list(SETUPS[s]['agents'])}" for s in args.setups))
+    for setup in args.setups:  # each setup runs the agents of --agents that it has
+        agents = [a for a in SETUPS[setup]["agents"] if not args.agents or a in args.agents]
         if not args.evaluate:
             for seed in args.seeds:
                 for agent in agents:
                     train(setup, agent, seed, args.stop_after, args.smoke)
         if args.train_only:
             continue
-        lrs = {a: tuned_finetune_lr(setup, a, out_dir, min(TUNE_TASKS, args.eval_tasks))
-               for a in agents if a in FINETUNED}
+        # a baseline whose seed-0 run is unfinished is left out (evaluate() says so)
+        n_eval = args.eval_tasks or SETUPS[setup]["eval_tasks"]
+        lrs = {a: tuned_finetune_lr(setup, a, out_dir, min(TUNE_TASKS, n_eval))
+               for a in agents if agent_of(setup, a) in FINETUNED and finished(setup, a, 0)}
         docs = {a: [d for s in args.seeds
-                    if (d := evaluate(setup, a, s, args.eval_tasks, lrs.get(a)))]
+                    if (d := evaluate(setup, a, s, n_eval, lrs.get(a)))]
                 for a in agents}
         summary = summarize_setup(setup, docs)
         summaries[setup], all_docs[setup] = summary, docs
         out = {"setup": setup, "spec": {k: v for k, v in SETUPS[setup].items()},
-               "eval_tasks": args.eval_tasks, "eval_seed": EVAL_SEED,
+               "eval_tasks": n_eval, "eval_seed": EVAL_SEED,
                "finetune_learning_rate": lrs,
                "tasks": next((d["tasks"] for ds in docs.values() for d in ds), []),
                "runs": {a: [{k: v for k, v in d.items() if k not in ("checkpoint_sha256", "tasks")}
@@ -449,7 +486,7 @@ def main() -> None:
                         for a, ds in docs.items()},
                "pooled": {a: c.to_dict() | {"per_task": []} for a, c in summary["curves"].items()},
                "table": summary["table"],
-               "minus_multitask_after_one_round": summary["minus_multitask_after_one_round"]}
+               **{k: v for k, v in summary.items() if k.startswith("minus_")}}
         (out_dir / f"compare_{setup}.json").write_text(json.dumps(out, indent=1))
         if summary["curves"]:
             plot_curves(list(summary["curves"].values()), out_dir / f"compare_{setup}.png",
@@ -458,10 +495,11 @@ def main() -> None:
             cells = ", ".join(f"x={e:g}: {m:.2f} ± {ci:.2f}"
                               for e, m, ci in zip(c.episodes, c.mean, c.ci95, strict=True))
             print(f"{setup:10s} {c.label:40s} {cells}")
-        for a, p in summary["minus_multitask_after_one_round"].items():
-            print(f"{setup:10s} {a} at x={p['x_episodes']:g} - multitask at "
-                  f"x={p['multitask_x_episodes']:g}: "
-                  f"{p['mean']:+.2f} ± {p['ci95']:.2f}")
+        for key, paired in summary.items():
+            ref = key.removeprefix("minus_").removesuffix("_after_one_round")
+            for a, p in paired.items() if key.startswith("minus_") else ():
+                print(f"{setup:10s} {a} at x={p['x_episodes']:g} - {ref} at "
+                      f"x={p['multitask_x_episodes']:g}: {p['mean']:+.2f} ± {p['ci95']:.2f}")
     scores = normalized_scores(summaries, all_docs)
     if scores:
         agg: dict[str, Any] = {"setups": [s for s in summaries

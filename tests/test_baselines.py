@@ -16,7 +16,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import metarl
 from metarl.agent import get_agent
 from metarl.config import make_config
-from metarl.errors import ConfigError
+from metarl.errors import CheckpointError, ConfigError
 from metarl.stats import (
     iqm,
     probability_of_improvement,
@@ -198,6 +198,10 @@ def test_scratch_trains_nothing():
         _agent("scratch")
     agent, split = _agent("scratch", num_iterations=0)
     assert agent.evaluate_adaptation(split.test, budget=1, episodes=2, seed=0).returns.shape == (2, 2)
+    # with normalization, scratch learns its statistics on the held-out task's rollouts
+    agent, split = _agent("scratch", num_iterations=0, normalize=True)
+    agent.evaluate_adaptation(split.test, budget=1, episodes=2, seed=0)
+    assert agent.train_env.obs_rms.count < 1  # its own statistics, not the per-task copy's
 
 
 @pytest.mark.parametrize("agent", ["multitask", "oracle"])
@@ -207,6 +211,60 @@ def test_resume_is_exact(tmp_path, agent):
         assert torch.equal(v, b["policy"][k]), k
     assert a["num_timesteps"] == b["num_timesteps"] == 3 * 2 * 20
     assert [r["return/train"] for r in rows_a] == [r["return/train"] for r in rows_b]
+
+
+NORMALIZED = {**TINY, "normalize": True, "activation": "relu", "log_std_init": -1.0,
+              "ortho_init": False}
+
+
+def test_resume_is_exact_with_normalization(tmp_path):
+    (a, b), (rows_a, rows_b) = interrupted_and_straight_states("multitask", NORMALIZED, tmp_path)
+    for k, v in a["policy"].items():
+        assert torch.equal(v, b["policy"][k]), k
+    for name in ("obs", "return"):  # the VecNormalize statistics resume with the policy
+        np.testing.assert_array_equal(a["normalization"][name]["mean"],
+                                      b["normalization"][name]["mean"])
+        assert a["normalization"][name]["count"] == b["normalization"][name]["count"] > 1
+    assert [r["return/train"] for r in rows_a] == [r["return/train"] for r in rows_b]
+
+
+def test_normalization_statistics_round_trip_and_returns_stay_raw():
+    agent, split = _agent("multitask", **NORMALIZED)
+    policy = agent.model.policy
+    assert isinstance(policy.mlp_extractor.policy_net[1], torch.nn.ReLU)
+    assert torch.equal(policy.log_std.detach(), torch.full_like(policy.log_std, -1.0))
+    agent.train_iteration(0)
+    state = agent.state_dict()
+    fresh, _ = _agent("multitask", **NORMALIZED)
+    fresh.load_state_dict(state)
+    np.testing.assert_array_equal(fresh.train_env.obs_rms.var, agent.train_env.obs_rms.var)
+    assert fresh.train_env.ret_rms.count == agent.train_env.ret_rms.count
+    obs_before = agent.train_env.obs_rms.mean.copy()
+    agent.evaluate_adaptation(split.test, budget=1, episodes=2, seed=0)
+    np.testing.assert_array_equal(agent.train_env.obs_rms.mean, obs_before)  # trained stats kept
+
+
+def test_measured_returns_are_the_familys_rewards_not_normalized_ones():
+    # identity observation statistics and a reward scale of 10: the same policy, measured
+    # with and without VecNormalize, must score the same raw returns
+    plain, split = _agent("multitask", **{**NORMALIZED, "normalize": False})
+    normalized, _ = _agent("multitask", **NORMALIZED)
+    normalized.model.policy.load_state_dict(plain.model.policy.state_dict())
+    obs_rms, ret_rms = normalized.train_env.obs_rms, normalized.train_env.ret_rms
+    obs_rms.mean[:], obs_rms.var[:] = 0.0, 1.0
+    ret_rms.var = np.array(100.0)
+    want = plain.evaluate_adaptation(split.test, budget=0, episodes=2, seed=0).returns
+    got = normalized.evaluate_adaptation(split.test, budget=0, episodes=2, seed=0).returns
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert np.abs(want).min() > 0.1  # far from what a reward divided by 10 would give
+
+
+def test_normalized_checkpoint_needs_its_statistics():
+    agent, _ = _agent("multitask", **NORMALIZED)
+    state = agent.state_dict()
+    del state["normalization"]
+    with pytest.raises(CheckpointError, match="VecNormalize statistics"):
+        agent.load_state_dict(state)
 
 
 # ---- aggregate statistics ----------------------------------------------------------------------

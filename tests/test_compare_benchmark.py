@@ -80,8 +80,10 @@ def test_runs_on_different_tasks_are_refused():
 def test_every_setup_resolves_to_valid_configs(setup: str, smoke: bool):
     # each agent's preset takes the setup's overrides (and --smoke's small sizes): a typo in
     # a key, or a smoke size its config refuses, fails here and not an hour into a run
-    for agent in compare.SETUPS[setup]["agents"]:
-        preset, over = compare.overrides_of(setup, agent, 0, smoke)
+    for row in compare.SETUPS[setup]["agents"]:
+        agent = compare.agent_of(setup, row)
+        assert row.startswith(agent)  # a row is its agent, or the agent with other settings
+        preset, over = compare.overrides_of(setup, row, 0, smoke)
         config, _ = resolve_config(agent, get_agent(agent).config_cls, preset, over)
         assert config.seed == 0 and config.eval_steps == 0
         if smoke and agent != "scratch":
