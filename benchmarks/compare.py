@@ -290,13 +290,22 @@ def tuned_finetune_lr(setup: str, agent: str, out_dir: Path, n_tasks: int = TUNE
     return float(best)
 
 
+def chosen_finetune_lr(setup: str, agent: str, out_dir: Path) -> float | None:
+    """The fine-tuning learning rate :func:`tuned_finetune_lr` chose, if it has."""
+    path = out_dir / f"compare_{setup}_finetune_lr.json"
+    doc = json.loads(path.read_text()) if path.is_file() else {}
+    return doc.get(agent, {}).get("chosen")
+
+
 def evaluate(setup: str, agent: str, seed: int, eval_tasks: int,
-             finetune_lr: float | None = None) -> dict[str, Any] | None:
+             finetune_lr: float | None = None, cached_only: bool = False) -> dict[str, Any] | None:
     """The run's curve on the first ``eval_tasks`` test tasks (cached beside the run while
-    the checkpoint and the fine-tuning learning rate do not change)."""
-    if not ready(setup, agent, seed):
-        return None
+    the checkpoint and the fine-tuning learning rate do not change); ``cached_only``: the
+    cached curve or nothing, never a new evaluation."""
     path = run_path(setup, agent, seed)
+    if not ready(setup, agent, seed):
+        print(f"[{setup}/{path.name}] no run yet: left out (train it first)", flush=True)
+        return None
     trained = (path / CHECKPOINT_FILE).is_file()
 
     def finished(done: int, planned: int) -> bool:
@@ -314,6 +323,10 @@ def evaluate(setup: str, agent: str, seed: int, eval_tasks: int,
         doc = json.loads(cache.read_text())
         if doc.get("checkpoint_sha256") == stamp and doc.get("finetune_learning_rate") == finetune_lr:
             return doc if finished(doc["iterations"], doc["planned_iterations"]) else None
+    if cached_only:
+        print(f"[{setup}/{path.name}] no current score: left out (score it with --agents "
+              f"{agent})", flush=True)
+        return None
     run, agent_obj, done = load(setup, agent, seed, finetune_lr)
     if not finished(done, run.config.num_iterations):
         agent_obj.close()
@@ -472,9 +485,13 @@ def main() -> None:
         n_eval = args.eval_tasks or SETUPS[setup]["eval_tasks"]
         lrs = {a: tuned_finetune_lr(setup, a, out_dir, min(TUNE_TASKS, n_eval))
                for a in agents if agent_of(setup, a) in FINETUNED and finished(setup, a, 0)}
+        # the rows left out of --agents keep their cached scores: the setup's JSON loses none
+        others = [a for a in SETUPS[setup]["agents"] if a not in agents]
+        lrs |= {a: lr for a in others if agent_of(setup, a) in FINETUNED
+                and (lr := chosen_finetune_lr(setup, a, out_dir)) is not None}
         docs = {a: [d for s in args.seeds
-                    if (d := evaluate(setup, a, s, n_eval, lrs.get(a)))]
-                for a in agents}
+                    if (d := evaluate(setup, a, s, n_eval, lrs.get(a), cached_only=a in others))]
+                for a in SETUPS[setup]["agents"]}
         summary = summarize_setup(setup, docs)
         summaries[setup], all_docs[setup] = summary, docs
         out = {"setup": setup, "spec": {k: v for k, v in SETUPS[setup].items()},

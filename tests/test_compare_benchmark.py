@@ -57,6 +57,19 @@ def test_pairs_each_agent_with_multitask_at_the_same_experience():
     assert summary["table"]["maml"]["20"]["mean"] == pytest.approx(-16.0)
 
 
+def test_a_multitask_variant_row_is_a_reference_of_its_own():
+    docs = _docs()
+    docs["multitask_sb3_defaults"] = [_doc("multitask_sb3_defaults", s, [[-50, -50], [-40, -40]],
+                                           [0.0, 20.0]) for s in (0, 1)]
+    summary = compare.summarize_setup("s", docs)
+    weak = summary["minus_multitask_sb3_defaults_after_one_round"]
+    # maml after one round (-10, -20 / -12, -22) against the variant's -40: +30, +20, +28, +18
+    assert weak["maml"]["mean"] == pytest.approx(24.0) and weak["maml"]["n"] == 4
+    assert weak["multitask"]["mean"] == pytest.approx(24.5)  # the tuned row is just another row
+    assert summary["minus_multitask_after_one_round"]["maml"]["mean"] == pytest.approx(-0.5)
+    assert "multitask_sb3_defaults" in summary["minus_multitask_after_one_round"]
+
+
 def test_normalized_scores_put_scratch_at_zero_and_the_oracle_at_one():
     docs = _docs()
     summary = compare.summarize_setup("s", docs)
