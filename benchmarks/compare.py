@@ -204,7 +204,7 @@ def train(setup: str, agent: str, seed: int, stop_after: int | None, smoke: bool
     train_run(run, stop_after=stop_after, progress=False)
 
 
-def finished(setup: str, agent: str, seed: int) -> bool:
+def trained_to_end(setup: str, agent: str, seed: int) -> bool:
     """Whether the run is ready and has trained every planned iteration (its metrics rows)."""
     if not ready(setup, agent, seed):
         return False
@@ -259,7 +259,7 @@ def tuned_finetune_lr(setup: str, agent: str, out_dir: Path, n_tasks: int = TUNE
     def score(lr: float) -> float:
         key = f"{lr:g}"
         if key not in trials:
-            if not finished(setup, agent, 0):
+            if not trained_to_end(setup, agent, 0):
                 raise SystemExit(f"{setup}: choosing {agent}'s fine-tuning learning rate needs "
                                  "its seed-0 run, trained to the end; train it first")
             run, agent_obj, _ = load(setup, agent, 0, lr)
@@ -324,8 +324,9 @@ def evaluate(setup: str, agent: str, seed: int, eval_tasks: int,
         if doc.get("checkpoint_sha256") == stamp and doc.get("finetune_learning_rate") == finetune_lr:
             return doc if finished(doc["iterations"], doc["planned_iterations"]) else None
     if cached_only:
-        print(f"[{setup}/{path.name}] no current score: left out (score it with --agents "
-              f"{agent})", flush=True)
+        why = ("no current score (score it with --agents " + agent + ")"
+               if trained_to_end(setup, agent, seed) else "not finished")
+        print(f"[{setup}/{path.name}] {why}: left out", flush=True)
         return None
     run, agent_obj, done = load(setup, agent, seed, finetune_lr)
     if not finished(done, run.config.num_iterations):
@@ -484,7 +485,7 @@ def main() -> None:
         # a baseline whose seed-0 run is unfinished is left out (evaluate() says so)
         n_eval = args.eval_tasks or SETUPS[setup]["eval_tasks"]
         lrs = {a: tuned_finetune_lr(setup, a, out_dir, min(TUNE_TASKS, n_eval))
-               for a in agents if agent_of(setup, a) in FINETUNED and finished(setup, a, 0)}
+               for a in agents if agent_of(setup, a) in FINETUNED and trained_to_end(setup, a, 0)}
         # the rows left out of --agents keep their cached scores: the setup's JSON loses none
         others = [a for a in SETUPS[setup]["agents"] if a not in agents]
         lrs |= {a: lr for a in others if agent_of(setup, a) in FINETUNED

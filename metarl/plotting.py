@@ -38,8 +38,9 @@ def plot_curves(curves: Sequence[Curve], path: str | Path, title: str = "",
     """Draw ``curves`` (mean ± 95% CI vs episodes of experience) to ``path`` (PNG); when
     the family defines success (Meta-World, ...), a second panel shows the success rate."""
     with_success = any(c.success_mean for c in curves)
+    legend_beside = len(curves) > 5  # a long legend inside would hide the curves
     fig, axes = plt.subplots(1, 2 if with_success else 1, squeeze=False, dpi=120,
-                             figsize=(11.0 if with_success else 6.4, 4.2))
+                             figsize=((11.0 if with_success else 6.4) + 3.6 * legend_beside, 4.2))
     ax, success_ax = axes[0][0], (axes[0][1] if with_success else None)
     for curve in curves:
         color = _draw(ax, curve, curve.mean, curve.ci95, f"{curve.label} (n={curve.n_tasks})")
@@ -59,11 +60,15 @@ def plot_curves(curves: Sequence[Curve], path: str | Path, title: str = "",
     if title:
         fig.suptitle(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if legend_beside:
+        (success_ax or ax).legend(*ax.get_legend_handles_labels(), fontsize=7,
+                                  loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    else:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 
