@@ -23,6 +23,7 @@ learning rate is chosen first, on train tasks (``compare_<setup>_finetune_lr.jso
 
     python benchmarks/compare.py --setups pointnav --stop-after 100 --train-only  # train / continue
     python benchmarks/compare.py --evaluate                           # score what exists
+    python benchmarks/compare.py --evaluate --progress                # peek at unfinished runs
     python benchmarks/compare.py --setups pointnav --agents maml multitask --seeds 0 --smoke \
         --eval-tasks 2
 """
@@ -246,6 +247,39 @@ def curve_on(setup: str, agent: str, agent_obj: Any, run: Any, tasks: list, seed
     return agent_obj.evaluate_adaptation(tasks, spec["rounds"], spec["episodes"], seed=seed)
 
 
+def progress(setup: str, agents: list[str], seeds: list[int], eval_tasks: int,
+             out_dir: Path) -> None:
+    """``--progress``: the zero-shot return (x = 0, before any adaptation; a trial's first
+    episode) of every unfinished run at its latest checkpoint, on the setup's evaluation
+    tasks and seed, to ``compare_<setup>_progress.json``. A check on long runs, never pooled
+    with the results."""
+    rows = []
+    for agent in agents:
+        for seed in seeds:
+            path = run_path(setup, agent, seed)
+            if not (path / CHECKPOINT_FILE).is_file() or trained_to_end(setup, agent, seed):
+                continue
+            run, agent_obj, done = load(setup, agent, seed, None)
+            tasks = run.test_tasks[:eval_tasks]
+            if agent_of(setup, agent) in TRIAL_AGENTS:
+                result = agent_obj.evaluate_adaptation(tasks, 1, 4, seed=EVAL_SEED)
+            else:
+                result = agent_obj.evaluate_adaptation(tasks, 0, SETUPS[setup]["episodes"],
+                                                       seed=EVAL_SEED)
+            agent_obj.close()
+            curve = summarize(result, f"{agent} seed {seed}")
+            steps = sum(r["env_steps"] for r in read_metrics(path)[:done])
+            rows.append({"run": f"{setup}/{path.name}", "iterations": done,
+                         "planned_iterations": run.config.num_iterations, "env_steps": steps,
+                         "eval_tasks": len(tasks), "zero_shot": {"mean": curve.mean[0],
+                                                                 "ci95": curve.ci95[0]}})
+            print(f"[{setup}/{path.name}] {done}/{run.config.num_iterations} iterations "
+                  f"({steps / 1e6:.2f}M steps): zero-shot {curve.mean[0]:.2f} ± "
+                  f"{curve.ci95[0]:.2f}", flush=True)
+    out = out_dir / f"compare_{setup}_progress.json"
+    out.write_text(json.dumps({"setup": setup, "eval_seed": EVAL_SEED, "runs": rows}, indent=1))
+
+
 def tuned_finetune_lr(setup: str, agent: str, out_dir: Path, n_tasks: int = TUNE_TASKS) -> float:
     """The fine-tuning learning rate of ``agent`` on ``setup``, chosen on the first
     ``n_tasks`` train tasks with the seed-0 run (cached in ``compare_<setup>_finetune_lr.json``).
@@ -457,6 +491,9 @@ def main() -> None:
     ap.add_argument("--evaluate", action="store_true", help="only score the runs as they are")
     ap.add_argument("--train-only", action="store_true",
                     help="train (or continue) the runs and stop: score them later")
+    ap.add_argument("--progress", action="store_true",
+                    help="with --evaluate: the zero-shot return of each unfinished run at its "
+                         "latest checkpoint (compare_<setup>_progress.json), nothing else")
     ap.add_argument("--eval-tasks", type=int, default=None,
                     help="the first N test tasks of the split, the same for every agent "
                          "(default: the setup's eval_tasks)")
@@ -464,6 +501,8 @@ def main() -> None:
                     help="2 small iterations per run, in runs/compare_smoke/: the pipeline only "
                          "(with a small --eval-tasks)")
     args = ap.parse_args()
+    if args.progress and not args.evaluate:
+        ap.error("--progress scores runs as they are: give --evaluate with it")
     global RUNS
     out_dir = RESULTS
     if args.smoke:  # not a result: beside the other scratch runs, uncommitted
@@ -482,8 +521,11 @@ def main() -> None:
                     train(setup, agent, seed, args.stop_after, args.smoke)
         if args.train_only:
             continue
-        # a baseline whose seed-0 run is unfinished is left out (evaluate() says so)
         n_eval = args.eval_tasks or SETUPS[setup]["eval_tasks"]
+        if args.progress:
+            progress(setup, agents, args.seeds, n_eval, out_dir)
+            continue
+        # a baseline whose seed-0 run is unfinished is left out (evaluate() says so)
         lrs = {a: tuned_finetune_lr(setup, a, out_dir, min(TUNE_TASKS, n_eval))
                for a in agents if agent_of(setup, a) in FINETUNED and trained_to_end(setup, a, 0)}
         # the rows left out of --agents keep their cached scores: the setup's JSON loses none

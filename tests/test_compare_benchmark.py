@@ -3,6 +3,7 @@ the same experience, the normalized scores of the aggregate, and the same-tasks 
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -103,3 +104,25 @@ def test_every_setup_resolves_to_valid_configs(setup: str, smoke: bool):
             assert config.num_iterations == 2
             for key, value in compare.SMOKE_SIZES.get(agent, {}).items():
                 assert getattr(config, key) == value
+
+
+def test_progress_scores_only_unfinished_runs_zero_shot(tmp_path, monkeypatch):
+    tiny = {"n_envs": 2, "n_steps": 20, "updates_per_iteration": 1, "batch_size": 20,
+            "n_epochs": 1, "hidden_sizes": [8], "checkpoint_every": 1, "num_iterations": 3,
+            "family_kwargs": {"horizon": 10}}
+    monkeypatch.setattr(compare, "RUNS", tmp_path / "runs")
+    monkeypatch.setitem(compare.SETUPS, "tiny", {
+        "family": {}, "split": {"num_train_tasks": 4, "num_test_tasks": 3, "split_seed": 0},
+        "eval_tasks": 2, "episodes": 2, "rounds": 1,
+        "agents": {"multitask": ("multitask_default", tiny),
+                   "oracle": ("oracle_default", {**tiny, "num_iterations": 1})}})
+    for agent in ("multitask", "oracle"):
+        compare.train("tiny", agent, 0, stop_after=1, smoke=False)
+    assert not compare.trained_to_end("tiny", "multitask", 0)  # 1 of 3 iterations
+    assert compare.trained_to_end("tiny", "oracle", 0)
+    compare.progress("tiny", ["multitask", "oracle"], [0, 1], 2, tmp_path)
+    doc = json.loads((tmp_path / "compare_tiny_progress.json").read_text())
+    (row,) = doc["runs"]  # the finished oracle and the absent seed 1 are not progress
+    assert row["run"] == "tiny/multitask_s0" and row["iterations"] == 1
+    assert row["planned_iterations"] == 3 and row["env_steps"] == 2 * 20
+    assert row["eval_tasks"] == 2 and np.isfinite(row["zero_shot"]["mean"])
