@@ -241,11 +241,15 @@ def load(setup: str, agent: str, seed: int, finetune_lr: float | None) -> tuple[
     return run, agent_obj, done
 
 
-def curve_on(setup: str, agent: str, agent_obj: Any, run: Any, tasks: list, seed: int) -> Any:
+def curve_on(setup: str, agent: str, agent_obj: Any, run: Any, tasks: list, seed: int,
+             zero_shot: bool = False) -> Any:
+    """The setup's adaptation curve (``zero_shot``: only its first point, x = 0)."""
     spec = SETUPS[setup]
     if agent_of(setup, agent) in TRIAL_AGENTS:
-        return agent_obj.evaluate_adaptation(tasks, run.config.episodes_per_trial, 4, seed=seed)
-    return agent_obj.evaluate_adaptation(tasks, spec["rounds"], spec["episodes"], seed=seed)
+        episodes = 1 if zero_shot else run.config.episodes_per_trial
+        return agent_obj.evaluate_adaptation(tasks, episodes, 4, seed=seed)
+    rounds = 0 if zero_shot else spec["rounds"]
+    return agent_obj.evaluate_adaptation(tasks, rounds, spec["episodes"], seed=seed)
 
 
 def progress(setup: str, agents: list[str], seeds: list[int], eval_tasks: int,
@@ -262,11 +266,7 @@ def progress(setup: str, agents: list[str], seeds: list[int], eval_tasks: int,
                 continue
             run, agent_obj, done = load(setup, agent, seed, None)
             tasks = run.test_tasks[:eval_tasks]
-            if agent_of(setup, agent) in TRIAL_AGENTS:
-                result = agent_obj.evaluate_adaptation(tasks, 1, 4, seed=EVAL_SEED)
-            else:
-                result = agent_obj.evaluate_adaptation(tasks, 0, SETUPS[setup]["episodes"],
-                                                       seed=EVAL_SEED)
+            result = curve_on(setup, agent, agent_obj, run, tasks, EVAL_SEED, zero_shot=True)
             agent_obj.close()
             curve = summarize(result, f"{agent} seed {seed}")
             steps = sum(r["env_steps"] for r in read_metrics(path)[:done])
