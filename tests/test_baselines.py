@@ -198,10 +198,11 @@ def test_scratch_trains_nothing():
         _agent("scratch")
     agent, split = _agent("scratch", num_iterations=0)
     assert agent.evaluate_adaptation(split.test, budget=1, episodes=2, seed=0).returns.shape == (2, 2)
-    # with normalization, scratch learns its statistics on the held-out task's rollouts
+    # with normalization, scratch fine-tunes a per-task copy of its statistics: its own
+    # (never trained) stay untouched
     agent, split = _agent("scratch", num_iterations=0, normalize=True)
     agent.evaluate_adaptation(split.test, budget=1, episodes=2, seed=0)
-    assert agent.train_env.obs_rms.count < 1  # its own statistics, not the per-task copy's
+    assert agent.train_env.obs_rms.count < 1
 
 
 @pytest.mark.parametrize("agent", ["multitask", "oracle"])
@@ -228,7 +229,7 @@ def test_resume_is_exact_with_normalization(tmp_path):
     assert [r["return/train"] for r in rows_a] == [r["return/train"] for r in rows_b]
 
 
-def test_normalization_statistics_round_trip_and_returns_stay_raw():
+def test_normalization_statistics_round_trip_and_stay_frozen_while_fine_tuning():
     agent, split = _agent("multitask", **NORMALIZED)
     policy = agent.model.policy
     assert isinstance(policy.mlp_extractor.policy_net[1], torch.nn.ReLU)
