@@ -31,9 +31,12 @@ learning rate is chosen first, on train tasks (``compare_<setup>_finetune_lr.jso
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
+import platform
 import shutil
 import time
 from pathlib import Path
@@ -385,11 +388,21 @@ def evaluate(setup: str, agent: str, seed: int, eval_tasks: int,
            "env_steps": float(sum(r["env_steps"] for r in rows)),
            "train_wall_s": float(sum(iteration_seconds(r) for r in rows)),
            "eval_wall_s": time.perf_counter() - t0, "checkpoint_sha256": stamp,
-           "finetune_learning_rate": finetune_lr,
+           "finetune_learning_rate": finetune_lr, "versions": library_versions(),
            "tasks": [t.to_dict() for t in tasks],
            "curve": summarize(result, f"{agent} seed {seed}").to_dict()}
     cache.write_text(json.dumps(doc))
     return doc
+
+
+def library_versions() -> dict[str, str]:
+    """The versions a score was computed with: a re-install can move the last digits."""
+    versions = {"python": platform.python_version()}
+    for name in ("metarl", "torch", "numpy", "gymnasium", "mujoco", "stable-baselines3",
+                 "sb3-contrib", "metaworld"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[name] = importlib.metadata.version(name)
+    return versions
 
 
 def iteration_seconds(row: dict[str, float]) -> float:
