@@ -396,10 +396,13 @@ def prediction_targets(batch: EpisodeBatch, done_flag: torch.Tensor
 
 def make_actor(policy: TrialMemory, deterministic: bool = False,
                record: list[torch.Tensor] | None = None,
-               horizon: int | None = None, episodes_per_trial: int | None = None) -> Policy:
+               horizon: int | None = None, episodes_per_trial: int | None = None,
+               memory: tuple[int, torch.Tensor] | None = None) -> Policy:
     """The callable :meth:`Sampler.sample` steps: keeps one GRU state per column, reset
     at ``ctx.trial_start`` only (never between the episodes of a trial). A policy with
-    ``time_input`` needs the ``horizon`` and ``episodes_per_trial`` of the trials."""
+    ``time_input`` needs the ``horizon`` and ``episodes_per_trial`` of the trials.
+    ``memory = (t, states)`` replaces the GRU state before row ``t`` of every trial by
+    ``states (columns, hidden)``: a memory built on one task, tried on another."""
     state: dict[str, torch.Tensor] = {}
     if policy.time_input and (horizon is None or episodes_per_trial is None):
         raise ValueError("this policy reads the time left: pass horizon and episodes_per_trial")
@@ -411,6 +414,11 @@ def make_actor(policy: TrialMemory, deterministic: bool = False,
             state["h"] = policy.initial_state(n)
             if policy.needs_prev_obs:
                 state["prev_obs"] = torch.zeros_like(obs)
+        if memory is not None and ctx.t == memory[0]:
+            if memory[1].shape != (n, policy.hidden_size):
+                raise ValueError(f"memory has shape {tuple(memory[1].shape)}; this batch "
+                                 f"needs ({n}, {policy.hidden_size}): one state a column")
+            state["h"] = memory[1].clone()
         has_prev = torch.full((n,), not ctx.trial_start)
         done_flag = ctx.episode_start & (ctx.t > 0)
         time_frac = None

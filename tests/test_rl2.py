@@ -99,6 +99,43 @@ def test_recurrent_state_resets_between_trials_only() -> None:
     assert not torch.allclose(h[5], h[0])
 
 
+def test_actor_swaps_in_a_given_memory() -> None:
+    """``memory=(t, states)``: the GRU state before row t is replaced. Swapping in the
+    state the trial had there anyway changes nothing, bit for bit; another task's memory
+    leaves the rows before t alone and the later states follow the GRU's recurrence from
+    the swapped-in memory on the trial's own inputs."""
+    fam = metarl.make_family("metarl/Bandit-v0", arms=3, pulls=5)
+    policy = _policy(fam)
+    sampler, tasks = Sampler(fam), fam.sample_tasks(4, 1)
+    rec: list[torch.Tensor] = []
+    natural = sampler.sample(tasks, make_actor(policy, record=rec), episodes_per_trial=2, seed=5)
+    own = rec[4]  # after the last step of episode 1 (5 pulls)
+    same = sampler.sample(tasks, make_actor(policy, memory=(5, own)), episodes_per_trial=2,
+                          seed=5)
+    assert torch.equal(same.actions, natural.actions)
+    assert torch.equal(same.log_probs, natural.log_probs)
+
+    other = torch.roll(own, 1, dims=0)  # task i's memory on task i + 1
+    rec_swapped: list[torch.Tensor] = []
+    swapped = sampler.sample(tasks, make_actor(policy, record=rec_swapped, memory=(5, other)),
+                             episodes_per_trial=2, seed=5)
+    assert torch.equal(torch.stack(rec_swapped[:5]), torch.stack(rec[:5]))
+    assert not torch.equal(swapped.log_probs[5:], natural.log_probs[5:])
+    inp = trial_inputs(swapped)
+    x = policy.features(swapped.obs, inp["prev_action"], inp["prev_reward"],
+                        inp["done_flag"], inp["has_prev"])
+    h, expected = other, []
+    with torch.no_grad():
+        for t in range(5, x.shape[0]):
+            h = policy.step(x[t], h)
+            expected.append(h)
+    torch.testing.assert_close(torch.stack(rec_swapped[5:]), torch.stack(expected),
+                               atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="one state a column"):
+        sampler.sample(fam.sample_tasks(3, 1), make_actor(policy, memory=(5, own)),
+                       episodes_per_trial=2, seed=5)
+
+
 @pytest.mark.parametrize("family_id,kwargs", [
     ("metarl/Bandit-v0", {"arms": 4, "pulls": 6}),
     ("metarl/TabularMDP-v0", {}),
