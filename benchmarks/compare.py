@@ -267,7 +267,8 @@ def progress(setup: str, agents: list[str], seeds: list[int], eval_tasks: int,
     """``--progress``: the zero-shot return (x = 0, before any adaptation; a trial's first
     episode) of every unfinished run at its latest checkpoint, on the setup's evaluation
     tasks and seed, to ``compare_<setup>_progress.json``. A check on long runs, never pooled
-    with the results."""
+    with the results. Rows of runs left out of ``agents`` / ``seeds`` stay while their runs
+    are unfinished (each row says at which iteration it was scored)."""
     rows = []
     for agent in agents:
         for seed in seeds:
@@ -288,6 +289,13 @@ def progress(setup: str, agents: list[str], seeds: list[int], eval_tasks: int,
                   f"({steps / 1e6:.2f}M steps): zero-shot {curve.mean[0]:.2f} ± "
                   f"{curve.ci95[0]:.2f}", flush=True)
     out = out_dir / f"compare_{setup}_progress.json"
+    scored_now = {f"{setup}/{run_path(setup, a, s).name}" for a in agents for s in seeds}
+    earlier = json.loads(out.read_text())["runs"] if out.is_file() else []
+    for row in earlier:
+        agent, seed = row["run"].split("/", 1)[1].rsplit("_s", 1)
+        if (row["run"] not in scored_now and agent in SETUPS[setup]["agents"]
+                and not trained_to_end(setup, agent, int(seed))):
+            rows.append(row)
     out.write_text(json.dumps({"setup": setup, "eval_seed": EVAL_SEED, "runs": rows}, indent=1))
 
 

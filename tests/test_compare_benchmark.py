@@ -126,3 +126,11 @@ def test_progress_scores_only_unfinished_runs_zero_shot(tmp_path, monkeypatch):
     assert row["run"] == "tiny/multitask_s0" and row["iterations"] == 1
     assert row["planned_iterations"] == 3 and row["env_steps"] == 2 * 20
     assert row["eval_tasks"] == 2 and np.isfinite(row["zero_shot"]["mean"])
+    # a later call on other runs keeps this row while its run is unfinished, then drops it
+    compare.progress("tiny", ["oracle"], [0], 2, tmp_path)
+    doc = json.loads((tmp_path / "compare_tiny_progress.json").read_text())
+    assert doc["runs"] == [row]
+    compare.train("tiny", "multitask", 0, stop_after=None, smoke=False)
+    compare.progress("tiny", ["oracle"], [0], 2, tmp_path)
+    doc = json.loads((tmp_path / "compare_tiny_progress.json").read_text())
+    assert doc["runs"] == []
