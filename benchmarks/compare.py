@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib.metadata
+import io
 import json
 import platform
 import shutil
@@ -403,6 +404,24 @@ def evaluate(setup: str, agent: str, seed: int, eval_tasks: int,
     return doc
 
 
+def scored(setup: str, agents: list[str], seeds: list[int], n_eval: int, out_dir: Path
+           ) -> tuple[dict[str, float], dict[str, list[dict[str, Any]]]]:
+    """The fine-tuning learning rates and, per row of the setup, the scored runs of
+    ``seeds``: ``agents`` evaluated now where their scores are not current (the fine-tuned
+    baselines' rate chosen first), the other rows from their cached scores only."""
+    # a baseline whose seed-0 run is unfinished is left out (evaluate() says so)
+    lrs = {a: tuned_finetune_lr(setup, a, out_dir, min(TUNE_TASKS, n_eval))
+           for a in agents if agent_of(setup, a) in FINETUNED and trained_to_end(setup, a, 0)}
+    # the rows left out of --agents keep their cached scores: the setup's JSON loses none
+    others = [a for a in SETUPS[setup]["agents"] if a not in agents]
+    lrs |= {a: lr for a in others if agent_of(setup, a) in FINETUNED
+            and (lr := chosen_finetune_lr(setup, a, out_dir)) is not None}
+    docs = {a: [d for s in seeds
+                if (d := evaluate(setup, a, s, n_eval, lrs.get(a), cached_only=a in others))]
+            for a in SETUPS[setup]["agents"]}
+    return lrs, docs
+
+
 def library_versions() -> dict[str, str]:
     """The versions a score was computed with: a re-install can move the last digits."""
     versions = {"python": platform.python_version()}
@@ -491,7 +510,10 @@ def paired_with(ref: str, curves: dict[str, Curve],
 def normalized_scores(summaries: dict[str, dict[str, Any]],
                       docs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, np.ndarray]:
     """Per agent, ``(seeds, setups)`` scores after one round, normalized per setup by the
-    scratch policy at x = 0 (0) and the oracle (1); setups lacking either are left out."""
+    scratch policy at x = 0 (0) and the oracle at x = 0 (1), or ``multitask`` at x = 0
+    where that is higher: an oracle that generalizes worse than the task-blind policy (its
+    task parameters can serve as a train-task id) is no upper bound, and dividing by it
+    would weigh its setup up in the IQM. Setups lacking scratch or the oracle are left out."""
     setups = [s for s, summ in summaries.items()
               if {"scratch", "oracle"} <= set(summ["curves"])]
     scores: dict[str, np.ndarray] = {}
@@ -502,7 +524,8 @@ def normalized_scores(summaries: dict[str, dict[str, Any]],
         cols = []
         for s in setups:
             c = summaries[s]["curves"]
-            low, high = c["scratch"].mean[0], c["oracle"].mean[0]
+            low = c["scratch"].mean[0]
+            high = max(c[ref].mean[0] for ref in ("oracle", "multitask") if ref in c)
             k = one_round(c[a])
             per_seed = [float(np.mean(d["curve"]["per_task"][k])) for d in docs[s][a]]
             cols.append([(v - low) / (high - low) for v in per_seed])
@@ -555,16 +578,7 @@ def main() -> None:
         if args.progress:
             progress(setup, agents, args.seeds, n_eval, out_dir)
             continue
-        # a baseline whose seed-0 run is unfinished is left out (evaluate() says so)
-        lrs = {a: tuned_finetune_lr(setup, a, out_dir, min(TUNE_TASKS, n_eval))
-               for a in agents if agent_of(setup, a) in FINETUNED and trained_to_end(setup, a, 0)}
-        # the rows left out of --agents keep their cached scores: the setup's JSON loses none
-        others = [a for a in SETUPS[setup]["agents"] if a not in agents]
-        lrs |= {a: lr for a in others if agent_of(setup, a) in FINETUNED
-                and (lr := chosen_finetune_lr(setup, a, out_dir)) is not None}
-        docs = {a: [d for s in args.seeds
-                    if (d := evaluate(setup, a, s, n_eval, lrs.get(a), cached_only=a in others))]
-                for a in SETUPS[setup]["agents"]}
+        lrs, docs = scored(setup, agents, args.seeds, n_eval, out_dir)
         summary = summarize_setup(setup, docs)
         summaries[setup], all_docs[setup] = summary, docs
         out = {"setup": setup, "spec": {k: v for k, v in SETUPS[setup].items()},
@@ -592,6 +606,16 @@ def main() -> None:
             for a, p in paired.items():
                 print(f"{setup:10s} {a} at x={p['x_episodes']:g} - {ref} at "
                       f"x={p['multitask_x_episodes']:g}: {p['mean']:+.2f} ± {p['ci95']:.2f}")
+    # the aggregate covers every setup with scores, not only this call's: the others from
+    # their cached evaluations (nothing is trained or evaluated for them)
+    for setup in SETUPS:
+        if setup not in summaries and not args.train_only and not args.progress:
+            with contextlib.redirect_stdout(io.StringIO()):  # its rows' notes: its own call's
+                _, docs = scored(setup, [], args.seeds, SETUPS[setup]["eval_tasks"], out_dir)
+            if any(docs.values()):
+                summaries[setup], all_docs[setup] = summarize_setup(setup, docs), docs
+            print(f"[{setup}] " + ("in the aggregate, from its cached scores" if any(docs.values())
+                                   else "no scores yet: not in the aggregate"), flush=True)
     scores = normalized_scores(summaries, all_docs)
     if scores:
         agg: dict[str, Any] = {"setups": [s for s in summaries

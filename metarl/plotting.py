@@ -17,12 +17,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from metarl.evaluation import Curve, read_curves  # noqa: E402
 
+#: Line styles and markers of the 1st, 2nd, ... round of the 10 default colours: past 10
+#: curves a colour comes back in another style (40 curves look all different).
+_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
+
+
+def _style(i: int) -> dict[str, str]:
+    """The colour, line style and marker of the ``i``-th curve of a figure."""
+    linestyle, marker = _STYLES[(i // 10) % len(_STYLES)]
+    return {"color": f"C{i % 10}", "linestyle": linestyle, "marker": marker}
+
 
 def _draw(ax: plt.Axes, curve: Curve, mean: Sequence[float], ci: Sequence[float],
-          label: str | None, color: str | None = None) -> str:
-    """One curve with its 95% band (and gradient-step labels); returns its colour."""
+          label: str | None, style: dict[str, str]) -> None:
+    """One curve with its 95% band (and gradient-step labels), drawn in ``style``."""
     x = curve.episodes
-    line, = ax.plot(x, mean, marker="o", label=label, color=color)
+    line, = ax.plot(x, mean, label=label, **style)
     lo = [m - (c if c == c else 0.0) for m, c in zip(mean, ci, strict=True)]
     hi = [m + (c if c == c else 0.0) for m, c in zip(mean, ci, strict=True)]
     ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color())
@@ -30,7 +40,6 @@ def _draw(ax: plt.Axes, curve: Curve, mean: Sequence[float], ci: Sequence[float]
         for xi, yi, b in zip(x, mean, curve.budgets, strict=True):
             ax.annotate(str(b), (xi, yi), textcoords="offset points", xytext=(0, 6),
                         fontsize=7, ha="center", color=line.get_color())
-    return line.get_color()
 
 
 def plot_curves(curves: Sequence[Curve], path: str | Path, title: str = "",
@@ -42,11 +51,11 @@ def plot_curves(curves: Sequence[Curve], path: str | Path, title: str = "",
     fig, axes = plt.subplots(1, 2 if with_success else 1, squeeze=False, dpi=120,
                              figsize=((11.0 if with_success else 6.4) + 3.6 * legend_beside, 4.2))
     ax, success_ax = axes[0][0], (axes[0][1] if with_success else None)
-    for curve in curves:
-        color = _draw(ax, curve, curve.mean, curve.ci95, f"{curve.label} (n={curve.n_tasks})")
+    for i, curve in enumerate(curves):
+        _draw(ax, curve, curve.mean, curve.ci95, f"{curve.label} (n={curve.n_tasks})", _style(i))
         if success_ax is not None and curve.success_mean:
             _draw(success_ax, curve, curve.success_mean, curve.success_ci95 or
-                  [float("nan")] * len(curve.success_mean), None, color)
+                  [float("nan")] * len(curve.success_mean), None, _style(i))
     annotated = any(c.budget_unit == "inner steps" for c in curves)
     xlabel = ("episodes of experience in the new task"
               + (" (labels: gradient steps)" if annotated else ""))

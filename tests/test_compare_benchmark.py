@@ -82,6 +82,39 @@ def test_normalized_scores_put_scratch_at_zero_and_the_oracle_at_one():
     np.testing.assert_allclose(scores["oracle"], [[1.0], [1.0]])
 
 
+def test_a_multitask_above_the_oracle_is_the_upper_reference():
+    docs = _docs()
+    docs["oracle"] = [_doc("oracle", s, [[-55, -55], [-55, -55]], [0.0, 20.0]) for s in (0, 1)]
+    summary = compare.summarize_setup("s", docs)
+    scores = compare.normalized_scores({"s": summary}, {"s": docs})
+    # multitask at x = 0 (-35) is above the oracle (-55): (R + 105) / 70 after one round
+    np.testing.assert_allclose(scores["maml"], [[90 / 70], [88 / 70]])
+    np.testing.assert_allclose(scores["oracle"], [[50 / 70], [50 / 70]])
+
+
+def test_the_aggregate_covers_every_scored_setup(tmp_path, monkeypatch):
+    # a call on one setup still aggregates the others from their cached scores
+    for name in ("one", "two"):
+        monkeypatch.setitem(compare.SETUPS, name, {"agents": {a: ("", {}) for a in _docs()},
+                                                  "eval_tasks": 2})
+    asked = []
+
+    def scored(setup, agents, seeds, n_eval, out_dir):
+        asked.append((setup, list(agents)))
+        return {}, (_docs() if setup in ("one", "two") else {})
+
+    monkeypatch.setattr(compare, "scored", scored)
+    monkeypatch.setattr(compare, "agent_of", lambda setup, row: row)
+    monkeypatch.setattr(compare, "RESULTS", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["compare.py", "--setups", "one", "--evaluate"])
+    compare.main()
+    agg = json.loads((tmp_path / "compare_aggregate.json").read_text())
+    assert agg["setups"] == ["one", "two"]
+    assert ("two", []) in asked  # nothing evaluated there: cached scores only
+    assert np.shape(agg["maml"]["scores"]) == (2, 2)  # seeds x setups
+    assert not (tmp_path / "compare_two.json").exists()  # its own JSON is not rewritten
+
+
 def test_runs_on_different_tasks_are_refused():
     docs = _docs()
     docs["maml"][0]["tasks"] = [{"goal": 2}]

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from metarl import plotting
 from metarl.cli import main as cli_main
 from metarl.evaluation import (
     AdaptationResult,
@@ -42,6 +43,18 @@ def test_curve_files_round_trip_and_plot(tmp_path):
     assert paths["csv"].read_text().count("\n") == 4
     png = plot_curves([curve], tmp_path / "c.png", title="t")
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_every_curve_of_a_figure_is_drawn_its_own_way(tmp_path, monkeypatch):
+    # past the 10 default colours a colour comes back, in another line style and marker
+    drawn = []
+    monkeypatch.setattr(plotting, "_draw", lambda *args: drawn.append(args[-1]))
+    res = AdaptationResult(budgets=[0, 1], episodes=[0.0, 10.0],
+                           returns=np.array([[-3.0, -5.0], [-2.0, -3.0]]))
+    plot_curves([summarize(res, f"run {i}") for i in range(23)], tmp_path / "c.png")
+    looks = [tuple(sorted(style.items())) for style in drawn]
+    assert len(looks) == 23 and len(set(looks)) == 23
+    assert drawn[0]["color"] == drawn[10]["color"] != drawn[1]["color"]
 
 
 def test_evaluate_and_plot_a_run(tmp_path, capsys):
