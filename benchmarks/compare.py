@@ -511,9 +511,9 @@ def normalized_scores(summaries: dict[str, dict[str, Any]],
                       docs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, np.ndarray]:
     """Per agent, ``(seeds, setups)`` scores after one round, normalized per setup by the
     scratch policy at x = 0 (0) and the oracle at x = 0 (1), or ``multitask`` at x = 0
-    where that is higher: an oracle that generalizes worse than the task-blind policy (its
-    task parameters can serve as a train-task id) is no upper bound, and dividing by it
-    would weigh its setup up in the IQM. Setups lacking scratch or the oracle are left out."""
+    where that is higher: an oracle that does worse than the task-blind policy (the tuned
+    oracle on HalfCheetahRandParams, 68 task inputs beside 17) is no upper bound, and
+    dividing by it would weigh its setup up in the IQM. Setups lacking scratch or the oracle are left out."""
     setups = [s for s, summ in summaries.items()
               if {"scratch", "oracle"} <= set(summ["curves"])]
     scores: dict[str, np.ndarray] = {}
