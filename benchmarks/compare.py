@@ -513,7 +513,8 @@ def normalized_scores(summaries: dict[str, dict[str, Any]],
     scratch policy at x = 0 (0) and the oracle at x = 0 (1), or ``multitask`` at x = 0
     where that is higher: an oracle that does worse than the task-blind policy (the tuned
     oracle on HalfCheetahRandParams, 68 task inputs beside 17) is no upper bound, and
-    dividing by it would weigh its setup up in the IQM. Setups lacking scratch or the oracle are left out."""
+    dividing by it would weigh its setup up in the IQM. Setups lacking scratch or the
+    oracle are left out."""
     setups = [s for s, summ in summaries.items()
               if {"scratch", "oracle"} <= set(summ["curves"])]
     scores: dict[str, np.ndarray] = {}
@@ -608,14 +609,14 @@ def main() -> None:
                       f"x={p['multitask_x_episodes']:g}: {p['mean']:+.2f} ± {p['ci95']:.2f}")
     # the aggregate covers every setup with scores, not only this call's: the others from
     # their cached evaluations (nothing is trained or evaluated for them)
-    for setup in SETUPS:
-        if setup not in summaries and not args.train_only and not args.progress:
-            with contextlib.redirect_stdout(io.StringIO()):  # its rows' notes: its own call's
-                _, docs = scored(setup, [], args.seeds, SETUPS[setup]["eval_tasks"], out_dir)
-            if any(docs.values()):
-                summaries[setup], all_docs[setup] = summarize_setup(setup, docs), docs
-            print(f"[{setup}] " + ("in the aggregate, from its cached scores" if any(docs.values())
-                                   else "no scores yet: not in the aggregate"), flush=True)
+    others = [] if args.train_only or args.progress else [s for s in SETUPS if s not in summaries]
+    for setup in others:
+        with contextlib.redirect_stdout(io.StringIO()):  # its rows' notes: its own call's
+            _, docs = scored(setup, [], args.seeds, SETUPS[setup]["eval_tasks"], out_dir)
+        if any(docs.values()):
+            summaries[setup], all_docs[setup] = summarize_setup(setup, docs), docs
+        print(f"[{setup}] " + ("in the aggregate, from its cached scores" if any(docs.values())
+                               else "no scores yet: not in the aggregate"), flush=True)
     scores = normalized_scores(summaries, all_docs)
     if scores:
         agg: dict[str, Any] = {"setups": [s for s in summaries
