@@ -619,8 +619,10 @@ def main() -> None:
                                else "no scores yet: not in the aggregate"), flush=True)
     scores = normalized_scores(summaries, all_docs)
     if scores:
+        # the seeds say what a call with --seeds left out: its aggregate has those seeds only
         agg: dict[str, Any] = {"setups": [s for s in summaries
-                                          if {"scratch", "oracle"} <= set(summaries[s]["curves"])]}
+                                          if {"scratch", "oracle"} <= set(summaries[s]["curves"])],
+                               "seeds": args.seeds}
         for a, x in scores.items():
             agg[a] = {"iqm": stratified_bootstrap_ci(x, iqm), "scores": x.tolist()}
             if a != "multitask" and "multitask" in scores:
@@ -628,7 +630,7 @@ def main() -> None:
                     x, scores["multitask"])
         (out_dir / "compare_aggregate.json").write_text(json.dumps(agg, indent=1))
         for a, v in agg.items():
-            if a != "setups":
+            if a in scores:
                 print(f"aggregate {a:10s} IQM {v['iqm'][0]:.3f} [{v['iqm'][1]:.3f}, {v['iqm'][2]:.3f}]"
                       + (f"  P(> multitask) {v['p_improvement_over_multitask'][0]:.2f}"
                          if "p_improvement_over_multitask" in v else ""))

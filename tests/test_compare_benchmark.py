@@ -109,7 +109,7 @@ def test_the_aggregate_covers_every_scored_setup(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["compare.py", "--setups", "one", "--evaluate"])
     compare.main()
     agg = json.loads((tmp_path / "compare_aggregate.json").read_text())
-    assert agg["setups"] == ["one", "two"]
+    assert agg["setups"] == ["one", "two"] and agg["seeds"] == [0, 1]
     assert ("two", []) in asked  # nothing evaluated there: cached scores only
     assert np.shape(agg["maml"]["scores"]) == (2, 2)  # seeds x setups
     assert not (tmp_path / "compare_two.json").exists()  # its own JSON is not rewritten
