@@ -609,8 +609,9 @@ def main() -> None:
                       f"x={p['multitask_x_episodes']:g}: {p['mean']:+.2f} ± {p['ci95']:.2f}")
     # the aggregate covers every setup with scores, not only this call's: the others from
     # their cached evaluations (nothing is trained or evaluated for them)
-    others = [] if args.train_only or args.progress else [s for s in SETUPS if s not in summaries]
-    for setup in others:
+    cached_setups = ([] if args.train_only or args.progress
+                     else [s for s in SETUPS if s not in summaries])
+    for setup in cached_setups:
         with contextlib.redirect_stdout(io.StringIO()):  # its rows' notes: its own call's
             _, docs = scored(setup, [], args.seeds, SETUPS[setup]["eval_tasks"], out_dir)
         if any(docs.values()):
