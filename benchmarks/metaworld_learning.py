@@ -3,10 +3,12 @@ several training seeds, held-out success after adaptation beside the published f
 
 Each run is an ordinary metarl run folder, ``results/metaworld_runs/<agent>_<setup>_s<seed>``
 (plus ``_<tag>`` for a variant), trained with the preset ``configs/<agent>_metaworld_<setup>.yaml``
-and the ``--set`` overrides of a variant. A run whose folder exists is resumed from its
-checkpoint, so the long runs go on over several invocations: ``--stop-after N`` trains at
-most N iterations of each run per invocation (checkpointed), ``--evaluate`` scores what the
-runs have reached so far (an unfinished run is reported with its iteration).
+for the stated budget of :data:`BUDGET_ITERATIONS` (3M env steps; the presets plan the
+paper's 100-500M, out of reach on 2 cores) and the ``--set`` overrides of a variant. A run
+whose folder exists is resumed from its checkpoint, so the long runs go on over several
+invocations: ``--stop-after N`` trains at most N iterations of each run per invocation
+(checkpointed), ``--evaluate`` scores what the runs have reached so far (an unfinished run
+is reported with its iteration, and only runs at their budget are pooled).
 
 Evaluation, on the run's held-out tasks (ML10: the 5 test classes; ML1: the test goals):
 Meta-World's own protocol (``metarl evaluate --protocol metaworld``: 1 inner step on 10
@@ -49,6 +51,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = RESULTS / "metaworld_runs"
 SETUPS = ("ml1_reach", "ml1_push", "ml1_pick_place", "ml10")
 AGENTS = ("maml", "rl2")
+#: The stated budget: 3M env steps per run (H = 500). MAML: 25 tasks x 10 episodes, before and
+#: after its inner step, 250k steps an iteration on ML1 (ML10: 20 tasks, 200k); RL²: 10 trials
+#: of 10 episodes, 50k. The run plans exactly these iterations, so RL²'s learning rate anneals
+#: over them (as in ``compare.py``), not over the preset's 10000.
+BUDGET_STEPS = 3_000_000
+BUDGET_ITERATIONS = {("maml", "ml1_reach"): 12, ("maml", "ml1_push"): 12,
+                     ("maml", "ml1_pick_place"): 12, ("maml", "ml10"): 15,
+                     **{("rl2", s): 60 for s in SETUPS}}
 #: Held-out (meta-test) success rates published for MAML and RL², each with its source and
 #: the Meta-World version it ran on. The original paper's figures come from its v1 envs and
 #: v1 rewards on mujoco-py: not comparable to today's v3 envs and v2 rewards number for number.
@@ -77,14 +87,20 @@ def train(agent: str, setup: str, seed: int, overrides: dict[str, Any], tag: str
           stop_after: int | None, execution: dict[str, Any]) -> None:
     path = run_dir(agent, setup, seed, tag)
     if (path / "config.yaml").is_file():
-        print(f"[{path.name}] resuming")
         run = open_run(path)
+        planned = overrides.get("num_iterations", BUDGET_ITERATIONS[agent, setup])
+        if run.config.num_iterations != planned:
+            raise SystemExit(f"[{path.name}] plans {run.config.num_iterations} iterations, this "
+                             f"benchmark {planned}: move the folder aside (or give a variant "
+                             "its own --tag) to start the run anew")
+        print(f"[{path.name}] resuming")
         if execution:
             run = set_execution(run, execution)
         train_run(run, resume=True, stop_after=stop_after)
     else:
+        budget = {"num_iterations": BUDGET_ITERATIONS[agent, setup]}
         run = create_run(agent, preset=f"{agent}_metaworld_{setup}",
-                         overrides={**overrides, **execution, "seed": seed}, out=path)
+                         overrides={**budget, **overrides, **execution, "seed": seed}, out=path)
         print(f"[{path.name}] new run, {run.config.num_iterations} iterations planned")
         train_run(run, stop_after=stop_after)
 
@@ -107,8 +123,11 @@ def score(path: Path) -> dict[str, Any]:
 
 
 def aggregate(scores: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and 95% CI over seeds: Meta-World's protocol success, and the curve's success
-    before and after adaptation."""
+    """Mean and 95% CI over the seeds whose runs reached their budget: Meta-World's protocol
+    success, and the curve's success before and after adaptation."""
+    scores = [s for s in scores if s["iterations"] >= s["planned_iterations"]]
+    if not scores:
+        return {"seeds": 0}
     last = np.array([s["success"][-1] for s in scores if s["success"]], dtype=np.float64)
     first = np.array([s["success"][0] for s in scores if s["success"]], dtype=np.float64)
     out: dict[str, Any] = {"seeds": len(scores)}
@@ -158,7 +177,13 @@ def main() -> None:
             results["results"][key] = {"runs": scores, **aggregate(scores)}
             plot_runs(paths, RESULTS / f"{tagged('metaworld_' + key, tag)}.png",
                       title=f"{agent} on Meta-World {setup}")
-            print(key, json.dumps(results["results"][key]["protocol_success"]))
+            for s in scores:
+                print(f"[{s['run']}] {s['iterations']}/{s['planned_iterations']} iterations, "
+                      f"{s['env_steps'] / 1e6:.2f}M env steps: protocol success "
+                      f"{s['protocol']['success']['mean']:.3f}")
+            pooled = results["results"][key]
+            print(key, f"{pooled['seeds']} seed(s) at the budget:",
+                  json.dumps(pooled.get("protocol_success")))
     out = RESULTS / f"{tagged('metaworld', tag)}.json"
     out.write_text(json.dumps(results, indent=1))
     print(f"wrote {out}")

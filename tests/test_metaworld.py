@@ -7,7 +7,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import pickle
+import sys
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -17,7 +19,9 @@ from gymnasium.utils.env_checker import check_env
 from helpers import assert_same_batch
 
 import metarl
+from metarl.config import load_preset
 from metarl.errors import TaskError, UnknownFamilyError
+from metarl.runs import create_run
 from metarl.task import Task
 
 HAVE_METAWORLD = importlib.util.find_spec("metaworld") is not None
@@ -189,3 +193,48 @@ def test_evaluate_and_the_protocol_break_results_down_by_test_class(tmp_path):
 
     doc = evaluate_protocol(run.path, num_tasks=5)  # Meta-World's protocol, per test class
     assert set(doc["per_class"]) == classes and 0.0 <= doc["success"]["mean"] <= 1.0
+
+
+def _learning_benchmark():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import metaworld_learning
+
+    return metaworld_learning
+
+
+def test_the_learning_benchmark_budget_is_the_stated_env_steps_for_every_run():
+    bench = _learning_benchmark()
+    horizon = 500  # Meta-World's max_path_length; its episodes never end early
+    for agent in bench.AGENTS:
+        for setup in bench.SETUPS:
+            values = load_preset(f"{agent}_metaworld_{setup}").values
+            if agent == "maml":  # rollouts before and after each inner step
+                episodes = (values["meta_batch_size"] * values["episodes_per_task"]
+                            * (values["num_inner_steps"] + 1))
+            else:
+                episodes = values["trials_per_iter"] * values["episodes_per_trial"]
+            steps = bench.BUDGET_ITERATIONS[agent, setup] * episodes * horizon
+            assert steps == bench.BUDGET_STEPS, (agent, setup)
+
+
+def test_the_learning_benchmark_pools_only_runs_at_their_budget():
+    bench = _learning_benchmark()
+
+    def score(iterations: int, success: float) -> dict:
+        return {"iterations": iterations, "planned_iterations": 60, "success": [0.1, success],
+                "protocol": {"success": {"mean": success}}}
+
+    pooled = bench.aggregate([score(60, 0.5), score(60, 0.7), score(20, 0.0)])
+    assert pooled["seeds"] == 2
+    assert pooled["protocol_success"]["mean"] == pytest.approx(0.6)
+    assert bench.aggregate([score(20, 0.0)]) == {"seeds": 0}
+
+
+def test_the_learning_benchmark_refuses_to_resume_a_run_planned_otherwise(tmp_path, monkeypatch):
+    bench = _learning_benchmark()
+    monkeypatch.setattr(bench, "RUNS", tmp_path)
+    # Any run folder will do: the check reads its plan before anything Meta-World's.
+    create_run("maml", preset="maml_pointnav", overrides={"num_iterations": 3},
+               out=tmp_path / "maml_ml1_reach_s0")
+    with pytest.raises(SystemExit, match="plans 3 iterations, this benchmark 12: move the folder"):
+        bench.train("maml", "ml1_reach", 0, {}, "", None, {})
