@@ -154,17 +154,21 @@ SETUPS: dict[str, dict[str, Any]] = {
         },
     },
     # Meta-World ML1 reach (needs the [metaworld] venv), H = 500, its own 50 train / 50 test
-    # goals, the Meta-World presets' 10 episodes per inner step. About 10M env steps each:
-    # MAML 40 x 250k, RL² 200 x 50k, PPO 977 x 10240.
+    # goals, the Meta-World presets' 10 episodes per inner step. The budget of
+    # benchmarks/metaworld_learning.py, 3M env steps each: MAML 12 x 250k, RL² 60 x 50k, PPO
+    # 293 x 10240. MAML and RL² are that benchmark's runs (the same preset, split, budget
+    # and seed: training does not read eval_steps), trained once for both.
     "ml1_reach": {
         "family": {},
         "split": {"num_train_tasks": 50, "num_test_tasks": 50, "split_seed": 0},
         "eval_tasks": 50, "episodes": 10, "rounds": 2,
         "agents": {
-            "maml": ("maml_metaworld_ml1_reach", {"num_iterations": 40}),
-            "rl2": ("rl2_metaworld_ml1_reach", {"num_iterations": 200}),
-            **sb3_baselines("metarl/MetaWorld-ML1-reach-v3", 977),
+            "maml": ("maml_metaworld_ml1_reach", {"num_iterations": 12}),
+            "rl2": ("rl2_metaworld_ml1_reach", {"num_iterations": 60}),
+            **sb3_baselines("metarl/MetaWorld-ML1-reach-v3", 293),
         },
+        "shared_runs": {"maml": "metaworld_runs/maml_ml1_reach_s{seed}",
+                        "rl2": "metaworld_runs/rl2_ml1_reach_s{seed}"},
     },
     # Reward family, H = 100, about 10M env steps each: MAML / Meta-SGD / CAVIA 62 x 160k,
     # Reptile 25 x 400k, RL² / VariBAD 781 x 12.8k, PPO 977 x 10240.
@@ -186,6 +190,10 @@ SETUPS: dict[str, dict[str, Any]] = {
 
 
 def run_path(setup: str, agent: str, seed: int) -> Path:
+    """The run folder of a setup's row and seed (a shared run: another benchmark's folder)."""
+    shared = SETUPS[setup].get("shared_runs", {}).get(agent)
+    if shared is not None and RUNS == RESULTS / "compare_runs":  # --smoke: runs of its own
+        return RESULTS / shared.format(seed=seed)
     return RUNS / setup / f"{agent}_s{seed}"
 
 
@@ -282,7 +290,8 @@ def progress(setup: str, agents: list[str], seeds: list[int], eval_tasks: int,
             agent_obj.close()
             curve = summarize(result, f"{agent} seed {seed}")
             steps = sum(r["env_steps"] for r in read_metrics(path)[:done])
-            rows.append({"run": f"{setup}/{path.name}", "iterations": done,
+            rows.append({"run": f"{setup}/{path.name}", "agent": agent, "seed": seed,
+                         "iterations": done,
                          "planned_iterations": run.config.num_iterations, "env_steps": steps,
                          "eval_tasks": len(tasks), "zero_shot": {"mean": curve.mean[0],
                                                                  "ci95": curve.ci95[0]}})
@@ -293,7 +302,10 @@ def progress(setup: str, agents: list[str], seeds: list[int], eval_tasks: int,
     scored_now = {f"{setup}/{run_path(setup, a, s).name}" for a in agents for s in seeds}
     earlier = json.loads(out.read_text())["runs"] if out.is_file() else []
     for row in earlier:
-        agent, seed = row["run"].split("/", 1)[1].rsplit("_s", 1)
+        if "agent" in row:
+            agent, seed = row["agent"], row["seed"]
+        else:  # a row written before rows named their agent and seed
+            agent, seed = row["run"].split("/", 1)[1].rsplit("_s", 1)
         if (row["run"] not in scored_now and agent in SETUPS[setup]["agents"]
                 and not trained_to_end(setup, agent, int(seed))):
             rows.append(row)

@@ -3,6 +3,7 @@ the same experience, the normalized scores of the aggregate, and the same-tasks 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -167,3 +168,22 @@ def test_progress_scores_only_unfinished_runs_zero_shot(tmp_path, monkeypatch):
     compare.progress("tiny", ["oracle"], [0], 2, tmp_path)
     doc = json.loads((tmp_path / "compare_tiny_progress.json").read_text())
     assert doc["runs"] == []
+
+
+def test_ml1_reach_trains_maml_and_rl2_once_for_both_meta_world_benchmarks(monkeypatch):
+    import metaworld_learning
+
+    for agent in compare.SETUPS["ml1_reach"]["shared_runs"]:
+        preset, over = compare.overrides_of("ml1_reach", agent, 1, smoke=False)
+        assert preset == f"{agent}_metaworld_ml1_reach"
+        budget = {"num_iterations": metaworld_learning.BUDGET_ITERATIONS[agent, "ml1_reach"],
+                  "seed": 1}
+        cls = get_agent(agent).config_cls
+        ours = dataclasses.asdict(resolve_config(agent, cls, preset, over)[0])
+        theirs = dataclasses.asdict(resolve_config(agent, cls, preset, budget)[0])
+        # the one difference is the evaluation after training, which compare.py skips
+        assert {k for k in ours if ours[k] != theirs[k]} == {"eval_steps"}
+        assert compare.run_path("ml1_reach", agent, 1) == metaworld_learning.run_dir(
+            agent, "ml1_reach", 1, "")
+    monkeypatch.setattr(compare, "RUNS", Path("runs") / "compare_smoke")  # as --smoke does
+    assert compare.run_path("ml1_reach", "rl2", 1) == Path("runs/compare_smoke/ml1_reach/rl2_s1")
