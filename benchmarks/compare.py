@@ -211,7 +211,7 @@ def overrides_of(setup: str, agent: str, seed: int, smoke: bool) -> tuple[str, d
 def train(setup: str, agent: str, seed: int, stop_after: int | None, smoke: bool) -> None:
     path = run_path(setup, agent, seed)
     if (path / CHECKPOINT_FILE).is_file():
-        train_run(open_run(path), resume=True, stop_after=stop_after, progress=False)
+        train_run(open_run(path), resume=True, stop_after=stop_after)
         return
     if ready(setup, agent, seed):
         return  # scratch: nothing to train, the run is its config and its initialization
@@ -221,7 +221,7 @@ def train(setup: str, agent: str, seed: int, stop_after: int | None, smoke: bool
     run = create_run(agent_of(setup, agent), preset=preset, overrides=over, out=path)
     print(f"[{setup}/{path.name}] new run: {preset}, {run.config.num_iterations} iterations",
           flush=True)
-    train_run(run, stop_after=stop_after, progress=False)
+    train_run(run, stop_after=stop_after)
 
 
 def trained_to_end(setup: str, agent: str, seed: int) -> bool:

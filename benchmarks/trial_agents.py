@@ -75,7 +75,7 @@ def train(agent: str, setup: str, seed: int, stop_after: int | None) -> Path:
                          overrides={**SETUPS[setup], **AGENT_OVERRIDES.get((agent, setup), {}),
                                     "seed": seed}, out=path)
         print(f"[{path.name}] new run, {run.config.num_iterations} iterations", flush=True)
-        train_run(run, stop_after=stop_after, progress=False)
+        train_run(run, stop_after=stop_after)
     return path
 
 
