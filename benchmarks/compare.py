@@ -519,6 +519,11 @@ def paired_with(ref: str, curves: dict[str, Curve],
 
 
 
+def in_aggregate(summary: dict[str, Any]) -> bool:
+    """Whether a setup's scores can be normalized: it has the scratch and oracle rows."""
+    return {"scratch", "oracle"} <= set(summary["curves"])
+
+
 def normalized_scores(summaries: dict[str, dict[str, Any]],
                       docs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, np.ndarray]:
     """Per agent, ``(seeds, setups)`` scores after one round, normalized per setup by the
@@ -527,8 +532,7 @@ def normalized_scores(summaries: dict[str, dict[str, Any]],
     oracle on HalfCheetahRandParams, 68 task inputs beside 17) is no upper bound, and
     dividing by it would weigh its setup up in the IQM. Setups lacking scratch or the
     oracle are left out."""
-    setups = [s for s, summ in summaries.items()
-              if {"scratch", "oracle"} <= set(summ["curves"])]
+    setups = [s for s, summ in summaries.items() if in_aggregate(summ)]
     scores: dict[str, np.ndarray] = {}
     agents = sorted({a for s in setups for a in summaries[s]["curves"]})
     for a in agents:
@@ -628,13 +632,17 @@ def main() -> None:
             _, docs = scored(setup, [], args.seeds, SETUPS[setup]["eval_tasks"], out_dir)
         if any(docs.values()):
             summaries[setup], all_docs[setup] = summarize_setup(setup, docs), docs
-        print(f"[{setup}] " + ("in the aggregate, from its cached scores" if any(docs.values())
-                               else "no scores yet: not in the aggregate"), flush=True)
+        if setup not in summaries:
+            status = "no scores yet: not in the aggregate"
+        elif not in_aggregate(summaries[setup]):
+            status = "cached scores, but no scratch and oracle rows yet: not in the aggregate"
+        else:
+            status = "in the aggregate, from its cached scores"
+        print(f"[{setup}] {status}", flush=True)
     scores = normalized_scores(summaries, all_docs)
     if scores:
         # the seeds say what a call with --seeds left out: its aggregate has those seeds only
-        agg: dict[str, Any] = {"setups": [s for s in summaries
-                                          if {"scratch", "oracle"} <= set(summaries[s]["curves"])],
+        agg: dict[str, Any] = {"setups": [s for s in summaries if in_aggregate(summaries[s])],
                                "seeds": args.seeds}
         for a, x in scores.items():
             agg[a] = {"iqm": stratified_bootstrap_ci(x, iqm), "scores": x.tolist()}

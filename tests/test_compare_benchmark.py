@@ -93,15 +93,18 @@ def test_a_multitask_above_the_oracle_is_the_upper_reference():
     np.testing.assert_allclose(scores["oracle"], [[50 / 70], [50 / 70]])
 
 
-def test_the_aggregate_covers_every_scored_setup(tmp_path, monkeypatch):
-    # a call on one setup still aggregates the others from their cached scores
-    for name in ("one", "two"):
+def test_the_aggregate_covers_every_scored_setup(tmp_path, monkeypatch, capsys):
+    # a call on one setup still aggregates the others from their cached scores; a setup
+    # without its scratch and oracle rows cannot be normalized, and says so
+    for name in ("one", "two", "three"):
         monkeypatch.setitem(compare.SETUPS, name, {"agents": {a: ("", {}) for a in _docs()},
                                                   "eval_tasks": 2})
     asked = []
 
     def scored(setup, agents, seeds, n_eval, out_dir):
         asked.append((setup, list(agents)))
+        if setup == "three":
+            return {}, {a: d for a, d in _docs().items() if a not in ("oracle", "scratch")}
         return {}, (_docs() if setup in ("one", "two") else {})
 
     monkeypatch.setattr(compare, "scored", scored)
@@ -114,6 +117,9 @@ def test_the_aggregate_covers_every_scored_setup(tmp_path, monkeypatch):
     assert ("two", []) in asked  # nothing evaluated there: cached scores only
     assert np.shape(agg["maml"]["scores"]) == (2, 2)  # seeds x setups
     assert not (tmp_path / "compare_two.json").exists()  # its own JSON is not rewritten
+    out = capsys.readouterr().out
+    assert "[two] in the aggregate" in out
+    assert "[three] cached scores, but no scratch and oracle rows yet: not in the aggregate" in out
 
 
 def test_runs_on_different_tasks_are_refused():
