@@ -86,21 +86,20 @@ def run_dir(agent: str, setup: str, seed: int, tag: str) -> Path:
 def train(agent: str, setup: str, seed: int, overrides: dict[str, Any], tag: str,
           stop_after: int | None, execution: dict[str, Any]) -> None:
     path = run_dir(agent, setup, seed, tag)
+    plan = {"num_iterations": BUDGET_ITERATIONS[agent, setup], **overrides}
     if (path / "config.yaml").is_file():
         run = open_run(path)
-        planned = overrides.get("num_iterations", BUDGET_ITERATIONS[agent, setup])
-        if run.config.num_iterations != planned:
+        if run.config.num_iterations != plan["num_iterations"]:
             raise SystemExit(f"[{path.name}] plans {run.config.num_iterations} iterations, this "
-                             f"benchmark {planned}: move the folder aside (or give a variant "
-                             "its own --tag) to start the run anew")
+                             f"benchmark {plan['num_iterations']}: move the folder aside (or "
+                             "give a variant its own --tag) to start the run anew")
         print(f"[{path.name}] resuming")
         if execution:
             run = set_execution(run, execution)
         train_run(run, resume=True, stop_after=stop_after)
     else:
-        budget = {"num_iterations": BUDGET_ITERATIONS[agent, setup]}
         run = create_run(agent, preset=f"{agent}_metaworld_{setup}",
-                         overrides={**budget, **overrides, **execution, "seed": seed}, out=path)
+                         overrides={**plan, **execution, "seed": seed}, out=path)
         print(f"[{path.name}] new run, {run.config.num_iterations} iterations planned")
         train_run(run, stop_after=stop_after)
 
@@ -174,14 +173,13 @@ def main() -> None:
                 continue
             scores = [score(p) for p in paths]
             key = f"{agent}_{setup}"
-            results["results"][key] = {"runs": scores, **aggregate(scores)}
+            pooled = results["results"][key] = {"runs": scores, **aggregate(scores)}
             plot_runs(paths, RESULTS / f"{tagged('metaworld_' + key, tag)}.png",
                       title=f"{agent} on Meta-World {setup}")
             for s in scores:
                 print(f"[{s['run']}] {s['iterations']}/{s['planned_iterations']} iterations, "
                       f"{s['env_steps'] / 1e6:.2f}M env steps: protocol success "
                       f"{s['protocol']['success']['mean']:.3f}")
-            pooled = results["results"][key]
             print(key, f"{pooled['seeds']} seed(s) at the budget:",
                   json.dumps(pooled.get("protocol_success")))
     out = RESULTS / f"{tagged('metaworld', tag)}.json"
