@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import mujoco
-import numpy as np
 from variants import add_variant_arguments, tagged, variant_options
 
 from metarl.evaluation import evaluate_protocol, evaluate_run, mean_ci95
@@ -118,23 +117,46 @@ def score(path: Path) -> dict[str, Any]:
             "planned_iterations": run.config.num_iterations, "env_steps": float(env_steps),
             "train_wall_s": float(wall), "budget_unit": curve.budget_unit,
             "budgets": curve.budgets, "success": curve.success_mean, "return": curve.mean,
-            "protocol": {k: protocol[k] for k in ("success", "return", "per_class", "num_tasks")}}
+            "per_task_success": curve.per_task_success,
+            "protocol": {k: protocol[k] for k in ("success", "return", "per_class", "num_tasks",
+                                                  "per_task_class", "per_task_success")}}
+
+
+def _mean_ci(values: list[float]) -> dict[str, float]:
+    return dict(zip(("mean", "ci95"), mean_ci95(values), strict=True))
 
 
 def aggregate(scores: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and 95% CI over the seeds whose runs reached their budget: Meta-World's protocol
-    success, and the curve's success before and after adaptation."""
+    """Mean and 95% CI over tasks x seeds, pooling the seeds whose runs reached their budget:
+    Meta-World's protocol success (overall and per task class), and the curve's success
+    before adaptation and after it (its last budget)."""
     scores = [s for s in scores if s["iterations"] >= s["planned_iterations"]]
     if not scores:
         return {"seeds": 0}
-    last = np.array([s["success"][-1] for s in scores if s["success"]], dtype=np.float64)
-    first = np.array([s["success"][0] for s in scores if s["success"]], dtype=np.float64)
-    out: dict[str, Any] = {"seeds": len(scores)}
-    protocol = [s["protocol"]["success"]["mean"] for s in scores]
-    out["protocol_success"] = dict(zip(("mean", "ci95"), mean_ci95(protocol), strict=True))
-    if len(last):
-        out["success_adapted"] = dict(zip(("mean", "ci95"), mean_ci95(last), strict=True))
-        out["success_unadapted"] = dict(zip(("mean", "ci95"), mean_ci95(first), strict=True))
+    successes = [x for s in scores for x in s["protocol"]["per_task_success"]]
+    classes = [c for s in scores for c in s["protocol"]["per_task_class"]]
+    out: dict[str, Any] = {"seeds": len(scores), "tasks_x_seeds": len(successes),
+                           "protocol_success": _mean_ci(successes),
+                           "protocol_success_per_class": {
+                               name: _mean_ci([x for x, c in zip(successes, classes, strict=True)
+                                               if c == name])
+                               for name in sorted(set(classes))}}
+    curves = [s["per_task_success"] for s in scores]
+    if all(curves):
+        out["success_unadapted"] = _mean_ci([x for c in curves for x in c[0]])
+        out["success_adapted"] = _mean_ci([x for c in curves for x in c[-1]])
+    return out
+
+
+def write_results(out: Path, results: dict[str, Any]) -> Path:
+    """Write the scored (agent, setup) pairs into ``out``; the pairs this call did not score
+    keep their earlier results."""
+    earlier = json.loads(out.read_text())["results"] if out.is_file() else {}
+    doc = {"versions": {"metaworld": importlib.metadata.version("metaworld"),
+                        "mujoco": mujoco.__version__, "reward_function_version": "v2"},
+           "published": PUBLISHED,
+           "results": dict(sorted({**earlier, **results}.items()))}
+    out.write_text(json.dumps(doc, indent=1))
     return out
 
 
@@ -160,11 +182,7 @@ def main() -> None:
             for agent in args.agents:
                 for seed in args.seeds:
                     train(agent, setup, seed, overrides, tag, args.stop_after, execution)
-    results: dict[str, Any] = {
-        "versions": {"metaworld": importlib.metadata.version("metaworld"),
-                     "mujoco": mujoco.__version__, "reward_function_version": "v2"},
-        "published": PUBLISHED,
-        "results": {}}
+    results: dict[str, Any] = {}
     for setup in args.setups:
         for agent in args.agents:
             paths = [run_dir(agent, setup, seed, tag) for seed in args.seeds]
@@ -173,17 +191,17 @@ def main() -> None:
                 continue
             scores = [score(p) for p in paths]
             key = f"{agent}_{setup}"
-            pooled = results["results"][key] = {"runs": scores, **aggregate(scores)}
+            pooled = results[key] = {"runs": scores, **aggregate(scores)}
             plot_runs(paths, RESULTS / f"{tagged('metaworld_' + key, tag)}.png",
                       title=f"{agent} on Meta-World {setup}")
             for s in scores:
                 print(f"[{s['run']}] {s['iterations']}/{s['planned_iterations']} iterations, "
                       f"{s['env_steps'] / 1e6:.2f}M env steps: protocol success "
                       f"{s['protocol']['success']['mean']:.3f}")
-            print(key, f"{pooled['seeds']} seed(s) at the budget:",
-                  json.dumps(pooled.get("protocol_success")))
-    out = RESULTS / f"{tagged('metaworld', tag)}.json"
-    out.write_text(json.dumps(results, indent=1))
+            print(key, f"{pooled['seeds']} seed(s) at the budget, over tasks x seeds:",
+                  json.dumps({k: pooled[k] for k in ("protocol_success", "success_unadapted",
+                                                     "success_adapted") if k in pooled}))
+    out = write_results(RESULTS / f"{tagged('metaworld', tag)}.json", results)
     print(f"wrote {out}")
 
 

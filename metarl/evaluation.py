@@ -65,6 +65,8 @@ class Curve:
     success_mean: list[float] | None = None
     success_ci95: list[float] | None = None
     per_task: list[list[float]] = field(default_factory=list)
+    #: success of each task at each budget (families that define success), to pool over seeds
+    per_task_success: list[list[float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,14 +81,18 @@ def summarize(result: AdaptationResult, label: str) -> Curve:
     returns = np.asarray(result.returns, dtype=np.float64)
     stats = [mean_ci95(row) for row in returns]
     succ_mean = succ_ci = None
+    per_task_success: list[list[float]] = []
     if result.success is not None:
-        s = [mean_ci95(row) for row in np.asarray(result.success, dtype=np.float64)]
+        success = np.asarray(result.success, dtype=np.float64)
+        s = [mean_ci95(row) for row in success]
         succ_mean, succ_ci = [m for m, _ in s], [c for _, c in s]
+        per_task_success = success.tolist()
     return Curve(label=label, budgets=[int(b) for b in result.budgets],
                  episodes=[float(e) for e in result.episodes],
                  mean=[m for m, _ in stats], ci95=[c for _, c in stats],
                  n_tasks=int(returns.shape[1]), budget_unit=result.budget_unit,
-                 success_mean=succ_mean, success_ci95=succ_ci, per_task=returns.tolist())
+                 success_mean=succ_mean, success_ci95=succ_ci, per_task=returns.tolist(),
+                 per_task_success=per_task_success)
 
 
 def per_group(result: AdaptationResult, groups: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -261,6 +267,7 @@ def evaluate_protocol(run_dir: str | Path, protocol: Protocol = METAWORLD,
                                             "ci95": c["success_ci95"][0]},
                                 "return": {"mean": c["mean"][0], "ci95": c["ci95"][0]}}
                          for name, c in classes.items()},
+           "per_task_class": groups,
            "per_task_success": scored.success[0].tolist(),
            "per_task_return": scored.returns[0].tolist()}
     out = run.path / "eval"

@@ -217,17 +217,35 @@ def test_the_learning_benchmark_budget_is_the_stated_env_steps_for_every_run():
             assert steps == bench.BUDGET_STEPS, (agent, setup)
 
 
-def test_the_learning_benchmark_pools_only_runs_at_their_budget():
+def test_the_learning_benchmark_pools_tasks_and_seeds_of_runs_at_their_budget():
     bench = _learning_benchmark()
 
-    def score(iterations: int, success: float) -> dict:
-        return {"iterations": iterations, "planned_iterations": 60, "success": [0.1, success],
-                "protocol": {"success": {"mean": success}}}
+    def score(iterations: int, per_task: list[float]) -> dict:
+        return {"iterations": iterations, "planned_iterations": 60,
+                "per_task_success": [[0.0] * len(per_task), per_task],
+                "protocol": {"per_task_success": per_task,
+                             "per_task_class": ["reach", "push", "push"][:len(per_task)]}}
 
-    pooled = bench.aggregate([score(60, 0.5), score(60, 0.7), score(20, 0.0)])
-    assert pooled["seeds"] == 2
-    assert pooled["protocol_success"]["mean"] == pytest.approx(0.6)
-    assert bench.aggregate([score(20, 0.0)]) == {"seeds": 0}
+    pooled = bench.aggregate([score(60, [1.0, 0.0, 0.5]), score(60, [1.0, 1.0, 0.5]),
+                              score(20, [0.0, 0.0, 0.0])])
+    assert pooled["seeds"] == 2 and pooled["tasks_x_seeds"] == 6
+    assert pooled["protocol_success"]["mean"] == pytest.approx(4.0 / 6)
+    assert pooled["protocol_success"]["ci95"] == pytest.approx(
+        2.5706 * np.std([1, 0, 0.5, 1, 1, 0.5], ddof=1) / np.sqrt(6), rel=1e-3)
+    assert pooled["protocol_success_per_class"]["reach"]["mean"] == pytest.approx(1.0)
+    assert pooled["protocol_success_per_class"]["push"]["mean"] == pytest.approx(0.5)
+    assert pooled["success_unadapted"]["mean"] == 0.0
+    assert pooled["success_adapted"]["mean"] == pytest.approx(4.0 / 6)
+    assert bench.aggregate([score(20, [0.0])]) == {"seeds": 0}
+
+
+def test_the_learning_benchmark_keeps_the_results_a_call_did_not_score(tmp_path):
+    bench = _learning_benchmark()
+    out = tmp_path / "metaworld.json"
+    bench.write_results(out, {"rl2_ml1_reach": {"seeds": 1}, "maml_ml10": {"seeds": 2}})
+    bench.write_results(out, {"rl2_ml1_reach": {"seeds": 2}})
+    results = json.loads(out.read_text())["results"]
+    assert results == {"maml_ml10": {"seeds": 2}, "rl2_ml1_reach": {"seeds": 2}}
 
 
 def test_the_learning_benchmark_refuses_to_resume_a_run_planned_otherwise(tmp_path, monkeypatch):
