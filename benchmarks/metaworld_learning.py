@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import mujoco
+import numpy as np
 from variants import add_variant_arguments, tagged, variant_options
 
 from metarl.evaluation import evaluate_protocol, evaluate_run, mean_ci95
@@ -50,6 +51,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = RESULTS / "metaworld_runs"
 SETUPS = ("ml1_reach", "ml1_push", "ml1_pick_place", "ml10")
 AGENTS = ("maml", "rl2")
+AGENT_NAMES = {"maml": "MAML", "rl2": "RL²"}
 #: The stated budget: 3M env steps per run (H = 500). MAML: 25 tasks x 10 episodes, before and
 #: after its inner step, 250k steps an iteration on ML1 (ML10: 20 tasks, 200k); RL²: 10 trials
 #: of 10 episodes, 50k. The run plans exactly these iterations, so RL²'s learning rate anneals
@@ -64,17 +66,18 @@ BUDGET_ITERATIONS = {("maml", "ml1_reach"): 12, ("maml", "ml1_push"): 12,
 PUBLISHED: list[dict[str, Any]] = [
     *({"agent": a, "setup": s, "test_success": v,
        "source": "Yu et al. 2019, Meta-World (arXiv 1910.10897v1), Table 1, 10 seeds",
+       "short": "Yu et al. 2019, v1 envs",
        "version": "Meta-World v1 envs and rewards, mujoco-py (MuJoCo 2.0)"}
       for a, s, v in (("maml", "ml10", 0.316), ("rl2", "ml10", 0.358),
                       ("maml", "ml45", 0.399), ("rl2", "ml45", 0.333))),
     {"agent": "maml", "setup": "ml10", "test_success": 0.36, "train_success": 0.25,
      "source": "Papers with Code's entry for the Meta-World paper (which revision of the "
                "paper it took this from is not stated; 1910.10897v1 gives 0.316)",
-     "version": "not stated"},
+     "version": "not stated", "short": "Papers with Code, version not stated"},
     {"agent": "maml", "setup": "ml10", "test_success": 0.132, "train_success": 0.21,
      "source": "Atamuradov 2025, 'Evaluating MAML on MetaWorld ML10' (arXiv 2511.12383), "
                "MAML-TRPO, final success",
-     "version": "Meta-World v3 envs (Gymnasium API)"},
+     "version": "Meta-World v3 envs (Gymnasium API)", "short": "Atamuradov 2025, v3 envs"},
 ]
 
 
@@ -160,6 +163,31 @@ def write_results(out: Path, results: dict[str, Any]) -> Path:
     return out
 
 
+def _pct(stat: dict[str, float] | None) -> str:
+    return "—" if stat is None else f"{100 * stat['mean']:.1f} ± {100 * stat['ci95']:.1f} %"
+
+
+def table(results: dict[str, Any]) -> str:
+    """The docs' Markdown table of the pooled results, one row per (agent, setup)."""
+    lines = ["| agent | setup | seeds at the budget (tasks × seeds) | env steps / run | "
+             "train wall-clock / run | success un-adapted | success adapted | Meta-World "
+             "protocol | published (held-out) |", "|---" * 9 + "|"]
+    for key, res in results.items():
+        agent, setup = key.split("_", 1)
+        done = [r for r in res["runs"] if r["iterations"] >= r["planned_iterations"]]
+        if not done:
+            continue
+        steps = np.mean([r["env_steps"] for r in done]) / 1e6
+        hours = np.mean([r["train_wall_s"] for r in done]) / 3600
+        published = "; ".join(f"{100 * p['test_success']:.1f} % ({p['short']})" for p in PUBLISHED
+                              if (p["agent"], p["setup"]) == (agent, setup)) or "—"
+        lines.append(f"| {AGENT_NAMES[agent]} | {setup} | {res['seeds']} "
+                     f"({res['tasks_x_seeds']}) | {steps:.2f}M | {hours:.1f} h | "
+                     f"{_pct(res.get('success_unadapted'))} | {_pct(res.get('success_adapted'))} "
+                     f"| {_pct(res['protocol_success'])} | {published} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=AGENTS)
@@ -203,6 +231,7 @@ def main() -> None:
                                                      "success_adapted") if k in pooled}))
     out = write_results(RESULTS / f"{tagged('metaworld', tag)}.json", results)
     print(f"wrote {out}")
+    print(table(json.loads(out.read_text())["results"]))
 
 
 if __name__ == "__main__":

@@ -239,6 +239,22 @@ def test_the_learning_benchmark_pools_tasks_and_seeds_of_runs_at_their_budget():
     assert bench.aggregate([score(20, [0.0])]) == {"seeds": 0}
 
 
+def test_the_learning_benchmark_table_rows_are_the_pooled_runs_at_their_budget():
+    bench = _learning_benchmark()
+
+    def score(iterations: int, per_task: list[float]) -> dict:
+        return {"iterations": iterations, "planned_iterations": 15, "env_steps": 3e6,
+                "train_wall_s": 3600.0, "per_task_success": [[0.0, 0.0], per_task],
+                "protocol": {"per_task_success": per_task, "per_task_class": ["a", "b"]}}
+
+    runs = [score(15, [1.0, 0.0]), score(15, [1.0, 1.0])]
+    rows = bench.table({"maml_ml10": {"runs": runs, **bench.aggregate(runs)},
+                        "rl2_ml10": {"runs": [score(3, [0.0, 0.0])], "seeds": 0}}).splitlines()
+    assert len(rows) == 3  # header, rule, MAML (RL² has no run at its budget)
+    assert rows[2].startswith("| MAML | ml10 | 2 (4) | 3.00M | 1.0 h | 0.0 ± 0.0 % | 75.0 ± ")
+    assert "31.6 % (Yu et al. 2019, v1 envs)" in rows[2]
+
+
 def test_the_learning_benchmark_keeps_the_results_a_call_did_not_score(tmp_path):
     bench = _learning_benchmark()
     out = tmp_path / "metaworld.json"
