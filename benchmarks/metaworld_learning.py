@@ -110,6 +110,9 @@ def score(path: Path) -> dict[str, Any]:
     """The run's held-out curve (evaluated now) and its budget so far."""
     run = open_run(path)
     iteration = int(load_checkpoint(path / CHECKPOINT_FILE)["iteration"]) + 1
+    # minutes per run on 2 cores (about 1M env steps): say what is being done meanwhile
+    print(f"[{path.name}] scoring at iteration {iteration}: its curve and Meta-World's "
+          "protocol on the held-out tasks", flush=True)
     rows = read_metrics(path)
     curve = evaluate_run(path, random_baseline=False, plot=False)["curves"][0]
     protocol = evaluate_protocol(path)
