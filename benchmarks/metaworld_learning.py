@@ -154,13 +154,11 @@ def aggregate(scores: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def write_results(out: Path, results: dict[str, Any]) -> Path:
+def write_results(out: Path, results: dict[str, Any], versions: dict[str, str]) -> Path:
     """Write the scored (agent, setup) pairs into ``out``; the pairs this call did not score
     keep their earlier results."""
     earlier = json.loads(out.read_text())["results"] if out.is_file() else {}
-    doc = {"versions": {"metaworld": importlib.metadata.version("metaworld"),
-                        "mujoco": mujoco.__version__, "reward_function_version": "v2"},
-           "published": PUBLISHED,
+    doc = {"versions": versions, "published": PUBLISHED,
            "results": dict(sorted({**earlier, **results}.items()))}
     out.write_text(json.dumps(doc, indent=1))
     return out
@@ -232,7 +230,9 @@ def main() -> None:
             print(key, f"{pooled['seeds']} seed(s) at the budget, over tasks x seeds:",
                   json.dumps({k: pooled[k] for k in ("protocol_success", "success_unadapted",
                                                      "success_adapted") if k in pooled}))
-    out = write_results(RESULTS / f"{tagged('metaworld', tag)}.json", results)
+    versions = {"metaworld": importlib.metadata.version("metaworld"),
+                "mujoco": mujoco.__version__, "reward_function_version": "v2"}
+    out = write_results(RESULTS / f"{tagged('metaworld', tag)}.json", results, versions)
     print(f"wrote {out}")
     print(table(json.loads(out.read_text())["results"]))
 

@@ -258,8 +258,9 @@ def test_the_learning_benchmark_table_rows_are_the_pooled_runs_at_their_budget()
 def test_the_learning_benchmark_keeps_the_results_a_call_did_not_score(tmp_path):
     bench = _learning_benchmark()
     out = tmp_path / "metaworld.json"
-    bench.write_results(out, {"rl2_ml1_reach": {"seeds": 1}, "maml_ml10": {"seeds": 2}})
-    bench.write_results(out, {"rl2_ml1_reach": {"seeds": 2}})
+    versions = {"metaworld": "3.1.1"}
+    bench.write_results(out, {"rl2_ml1_reach": {"seeds": 1}, "maml_ml10": {"seeds": 2}}, versions)
+    bench.write_results(out, {"rl2_ml1_reach": {"seeds": 2}}, versions)
     results = json.loads(out.read_text())["results"]
     assert results == {"maml_ml10": {"seeds": 2}, "rl2_ml1_reach": {"seeds": 2}}
 
