@@ -128,6 +128,11 @@ def score(path: Path) -> dict[str, Any]:
                                                   "per_task_class", "per_task_success")}}
 
 
+def at_budget(score: dict[str, Any]) -> bool:
+    """Whether a scored run reached its budget (only those are pooled)."""
+    return score["iterations"] >= score["planned_iterations"]
+
+
 def _mean_ci(values: list[float]) -> dict[str, float]:
     return dict(zip(("mean", "ci95"), mean_ci95(values), strict=True))
 
@@ -136,7 +141,7 @@ def aggregate(scores: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and 95% CI over tasks x seeds, pooling the seeds whose runs reached their budget:
     Meta-World's protocol success (overall and per task class), and the curve's success
     before adaptation and after it (its last budget)."""
-    scores = [s for s in scores if s["iterations"] >= s["planned_iterations"]]
+    scores = [s for s in scores if at_budget(s)]
     if not scores:
         return {"seeds": 0}
     successes = [x for s in scores for x in s["protocol"]["per_task_success"]]
@@ -154,14 +159,15 @@ def aggregate(scores: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def write_results(out: Path, results: dict[str, Any], versions: dict[str, str]) -> Path:
-    """Write the scored (agent, setup) pairs into ``out``; the pairs this call did not score
-    keep their earlier results."""
+def write_results(out: Path, results: dict[str, Any], versions: dict[str, str]
+                  ) -> dict[str, Any]:
+    """Write the scored (agent, setup) pairs into ``out`` and return what it holds now; the
+    pairs this call did not score keep their earlier results."""
     earlier = json.loads(out.read_text())["results"] if out.is_file() else {}
     doc = {"versions": versions, "published": PUBLISHED,
            "results": dict(sorted({**earlier, **results}.items()))}
     out.write_text(json.dumps(doc, indent=1))
-    return out
+    return doc
 
 
 def _pct(stat: dict[str, float] | None) -> str:
@@ -175,7 +181,7 @@ def table(results: dict[str, Any]) -> str:
              "protocol | published (held-out) |", "|---" * 9 + "|"]
     for key, res in results.items():
         agent, setup = key.split("_", 1)
-        done = [r for r in res["runs"] if r["iterations"] >= r["planned_iterations"]]
+        done = [r for r in res["runs"] if at_budget(r)]
         if not done:
             continue
         steps = np.mean([r["env_steps"] for r in done]) / 1e6
@@ -232,9 +238,10 @@ def main() -> None:
                                                      "success_adapted") if k in pooled}))
     versions = {"metaworld": importlib.metadata.version("metaworld"),
                 "mujoco": mujoco.__version__, "reward_function_version": "v2"}
-    out = write_results(RESULTS / f"{tagged('metaworld', tag)}.json", results, versions)
+    out = RESULTS / f"{tagged('metaworld', tag)}.json"
+    doc = write_results(out, results, versions)
     print(f"wrote {out}")
-    print(table(json.loads(out.read_text())["results"]))
+    print(table(doc["results"]))
 
 
 if __name__ == "__main__":
